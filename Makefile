@@ -1,0 +1,40 @@
+# Everything installs itself: `make test` on a fresh machine creates .venv and node_modules, then runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install test demo bench up down compose-test clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(PY) -m tests.demo
+
+bench: install
+	$(PY) bench/run.py
+
+up:
+	docker compose up -d --build --wait
+
+down:
+	docker compose down -v
+
+compose-test: install
+	$(PY) -m pytest tests/compose -rs
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache
