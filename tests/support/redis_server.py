@@ -1,0 +1,119 @@
+"""A throwaway redis-server on loopback for tests: free port, own temp dir, no persistence.
+
+Missing redis-server is a test FAILURE, not a skip: CI installs it (Debian package `redis-server`),
+and a silently skipped Redis suite would hide regressions in the shared-session code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+CANDIDATES = ("/usr/bin/redis-server", "/usr/local/bin/redis-server")
+
+
+def find_redis_server() -> str | None:
+    for path in CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    return shutil.which("redis-server")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    def __init__(self) -> None:
+        binary = find_redis_server()
+        if binary is None:
+            pytest.fail(
+                "redis-server not found: CI installs it (apt-get install redis-server); "
+                "install it locally to run the Redis session tests",
+                pytrace=False,
+            )
+        self.binary = binary
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._dir: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> "RedisServer":
+        self._dir = tempfile.mkdtemp(prefix="kong-oidc-redis-")
+        last_error = ""
+        for _ in range(3):  # a port picked as free can be taken before redis binds it
+            self.port = free_port()
+            self._proc = subprocess.Popen(
+                [
+                    self.binary,
+                    "--bind", self.host,
+                    "--port", str(self.port),
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--dir", self._dir,
+                    "--daemonize", "no",
+                    "--protected-mode", "yes",
+                    "--loglevel", "warning",
+                    "--logfile", os.path.join(self._dir, "redis.log"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if self._wait_ready(timeout):
+                return self
+            last_error = self._log_tail()
+            self._kill()
+        self.stop()
+        pytest.fail(f"redis-server did not start: {last_error}", pytrace=False)
+
+    def _wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def _log_tail(self) -> str:
+        try:
+            with open(os.path.join(self._dir or "", "redis.log"), encoding="utf-8", errors="replace") as f:
+                return f.read()[-500:]
+        except OSError:
+            return "(no log)"
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        self._proc = None
+
+    def stop(self) -> None:
+        self._kill()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
