@@ -1,0 +1,58 @@
+"""Verified tokens, keyed by sha256(token), so a repeat token costs a hash and a dict lookup.
+
+Only successful verifications are stored, and an entry never outlives the token: it expires at
+min(exp + leeway, stored_at + ttl). Reads take no lock (a CPython dict read is atomic); writes
+and eviction do. Eviction drops the oldest insertion, which for same-TTL entries is also the
+one closest to expiry, so a full cache behaves like a TTL cache without per-read bookkeeping.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
+
+
+class TokenCache(Generic[V]):
+    __slots__ = ("max_size", "ttl", "_data", "_lock")
+
+    def __init__(self, max_size: int, ttl: float) -> None:
+        if max_size < 1 or ttl <= 0:
+            raise ValueError("a token cache needs max_size >= 1 and ttl > 0")
+        self.max_size = max_size
+        self.ttl = ttl
+        self._data: dict[bytes, tuple[float, V]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: bytes, now: float) -> V | None:
+        entry = self._data.get(digest)
+        if entry is None:
+            return None
+        if now < entry[0]:
+            return entry[1]
+        with self._lock:
+            if self._data.get(digest) is entry:
+                del self._data[digest]
+        return None
+
+    def put(self, digest: bytes, value: V, now: float, expires_at: float | None) -> None:
+        """Store `value` until min(expires_at, now + ttl); nothing when that is not in the future."""
+        deadline = now + self.ttl
+        if expires_at is not None and expires_at < deadline:
+            deadline = expires_at
+        if deadline <= now:
+            return
+        data = self._data
+        with self._lock:
+            data.pop(digest, None)
+            while len(data) >= self.max_size:
+                del data[next(iter(data))]
+            data[digest] = (deadline, value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)

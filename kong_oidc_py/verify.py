@@ -1,0 +1,408 @@
+"""JWT access-token verification (RFC 7519, RFC 8725, RFC 9068) on `cryptography` keys.
+
+Order matters: size, shape and header first (cheap, and nothing in them is trusted beyond
+choosing the key), then the signature with a key chosen by the provider (never from the token:
+`jwk`, `jku`, `x5u` and `x5c` are ignored), and only then the claims.
+
+The hot path avoids PyJWT: it splits and decodes the token itself and calls the cryptography
+key directly, so a first-sight verification costs little more than the signature check; a
+repeat token is a sha256 and a dict lookup (token_cache.py).
+
+Every failure is InvalidToken with a stable reason; anything unexpected inside (bad base64,
+bad JSON, odd types, huge numbers, deep nesting) becomes reason "malformed".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+from binascii import a2b_base64
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.ec import ECDSA
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from .errors import InvalidToken, ProviderError
+from .fetch import _DECODER
+from .token_cache import TokenCache
+
+ASYMMETRIC_ALGS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+HMAC_ALGS = frozenset({"HS256", "HS384", "HS512"})
+DEFAULT_ALGS = ASYMMETRIC_ALGS
+DEFAULT_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt", "jwt"})
+ID_TOKEN_CLAIMS = ("nonce", "at_hash", "c_hash")
+
+_sha256 = hashlib.sha256
+
+_DESCRIPTIONS = {
+    "malformed": "The token is malformed",
+    "token_too_large": "The token is too large",
+    "alg_not_allowed": "The token's signing algorithm is not allowed",
+    "bad_signature": "The token signature is invalid",
+    "expired": "The token has expired",
+    "not_yet_valid": "The token is not valid yet",
+    "iat_in_future": "The token was issued in the future",
+    "missing_claim": "The token lacks a required claim",
+    "bad_issuer": "The token was issued by an untrusted issuer",
+    "bad_audience": "The token is not intended for this audience",
+    "bad_type": "The token type is not accepted",
+    "crit_unsupported": "The token requires unsupported header extensions",
+}
+
+
+def _fail(reason: str, detail: str | None = None) -> InvalidToken:
+    return InvalidToken(reason, _DESCRIPTIONS[reason], detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """A verified token. `data` is shared with the token cache: treat it as read-only."""
+
+    data: Mapping[str, Any]
+    token_hash: str
+    kid: str | None
+    alg: str
+    expires_at: float | None = None
+
+
+def normalize_type(value: str) -> str:
+    """RFC 7515 4.1.9: compare case-insensitively, `application/` optional when no other `/`."""
+    value = value.lower()
+    if value.startswith("application/") and "/" not in value[12:]:
+        return value[12:]
+    return value
+
+
+def _audience_paths(value: Any) -> tuple[tuple[str, ...], ...]:
+    if value is None:
+        return (("aud",),)
+    if isinstance(value, str):
+        return (tuple(value.split(".")),)
+    items = list(value)
+    if items and all(isinstance(i, str) for i in items):
+        return (tuple(items),)  # one claim path given as its segments
+    return tuple(tuple(p) for p in items) or (("aud",),)
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    issuer: str
+    audiences: tuple[str, ...] = ()
+    audience_claims: tuple[tuple[str, ...], ...] = (("aud",),)
+    algorithms: frozenset[str] = DEFAULT_ALGS
+    leeway: int = 0
+    require_exp: bool = True
+    max_token_size: int = 8192
+    token_types: frozenset[str] = DEFAULT_TOKEN_TYPES
+    token_type_required: bool = False
+    reject_id_tokens: bool = False
+    hmac_secret: bytes | None = None
+    cache_ttl: int = 600
+    token_cache_size: int = 10000
+
+    @classmethod
+    def from_config(cls, config: Any) -> "VerifyOptions":
+        """Access-token options from a PluginConfig (option names as in docs/DESIGN.md)."""
+        from .discovery import split_issuer
+
+        secret = getattr(config, "hmac_secret", None)
+        return cls(
+            issuer=split_issuer(config.issuer)[0],
+            audiences=tuple(getattr(config, "audience_required", ()) or ()),
+            audience_claims=_audience_paths(getattr(config, "audience_claim", None)),
+            algorithms=frozenset(getattr(config, "signing_algs", None) or DEFAULT_ALGS),
+            leeway=int(getattr(config, "leeway", 0) or 0),
+            require_exp=bool(getattr(config, "require_exp", True)),
+            max_token_size=int(getattr(config, "max_token_size", 8192)),
+            token_types=frozenset(getattr(config, "token_types", None) or DEFAULT_TOKEN_TYPES),
+            token_type_required=bool(getattr(config, "token_type_required", False)),
+            reject_id_tokens=bool(getattr(config, "reject_id_tokens", False)),
+            hmac_secret=secret.encode() if isinstance(secret, str) and secret else (secret or None),
+            cache_ttl=int(config.cache_ttl) if getattr(config, "cache_tokens", True) else 0,
+            token_cache_size=int(getattr(config, "token_cache_size", 10000)),
+        )
+
+    @classmethod
+    def for_id_token(cls, config: Any) -> "VerifyOptions":
+        """ID tokens (OIDC Core 3.1.3.7): audience is our client_id, typ JWT or absent, no cache
+        (each is checked once, at the callback)."""
+        base = cls.from_config(config)
+        client_id = getattr(config, "client_id", None)
+        return cls(
+            issuer=base.issuer,
+            audiences=(client_id,) if client_id else (),
+            audience_claims=(("aud",),),
+            algorithms=base.algorithms,
+            leeway=base.leeway,
+            require_exp=True,
+            max_token_size=max(base.max_token_size, 16384),
+            token_types=frozenset({"jwt"}),
+            token_type_required=False,
+            reject_id_tokens=False,
+            hmac_secret=base.hmac_secret,
+            cache_ttl=0,
+            token_cache_size=1,
+        )
+
+
+# alg -> verify(key, signature, signing_input); raises InvalidSignature.
+def _rsa_pkcs1(hash_cls: type) -> Callable[[Any, bytes, bytes], None]:
+    pad, digest = padding.PKCS1v15(), hash_cls()
+
+    def check(key: Any, sig: bytes, msg: bytes) -> None:
+        key.verify(sig, msg, pad, digest)
+
+    return check
+
+
+def _rsa_pss(hash_cls: type) -> Callable[[Any, bytes, bytes], None]:
+    # RFC 7518 3.5: MGF1 with the same hash, salt as long as the hash output.
+    digest = hash_cls()
+    pad = padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=digest.digest_size)
+
+    def check(key: Any, sig: bytes, msg: bytes) -> None:
+        key.verify(sig, msg, pad, digest)
+
+    return check
+
+
+def _ecdsa(hash_cls: type, size: int) -> Callable[[Any, bytes, bytes], None]:
+    algorithm = ECDSA(hash_cls())
+
+    def check(key: Any, sig: bytes, msg: bytes) -> None:
+        # RFC 7518 3.4: r || s, each exactly the coordinate size; DER would be a different token.
+        if len(sig) != 2 * size:
+            raise InvalidSignature()
+        der = encode_dss_signature(int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big"))
+        key.verify(der, msg, algorithm)
+
+    return check
+
+
+def _eddsa(key: Any, sig: bytes, msg: bytes) -> None:
+    key.verify(sig, msg)
+
+
+def _hmac(name: str) -> Callable[[Any, bytes, bytes], None]:
+    def check(secret: bytes, sig: bytes, msg: bytes) -> None:
+        if not hmac.compare_digest(hmac.digest(secret, msg, name), sig):
+            raise InvalidSignature()
+
+    return check
+
+
+_VERIFY: dict[str, Callable[[Any, bytes, bytes], None]] = {
+    "RS256": _rsa_pkcs1(hashes.SHA256),
+    "RS384": _rsa_pkcs1(hashes.SHA384),
+    "RS512": _rsa_pkcs1(hashes.SHA512),
+    "PS256": _rsa_pss(hashes.SHA256),
+    "PS384": _rsa_pss(hashes.SHA384),
+    "PS512": _rsa_pss(hashes.SHA512),
+    "ES256": _ecdsa(hashes.SHA256, 32),
+    "ES384": _ecdsa(hashes.SHA384, 48),
+    "ES512": _ecdsa(hashes.SHA512, 66),
+    "EdDSA": _eddsa,
+    "HS256": _hmac("sha256"),
+    "HS384": _hmac("sha384"),
+    "HS512": _hmac("sha512"),
+}
+
+
+# base64url -> standard alphabet; "+", "/" and "=" map to "!" so strict decoding refuses them.
+_URLSAFE = bytes.maketrans(b"-_+/=", b"+/!!!")
+# Padding by length mod 4; a length of 1 mod 4 is never valid base64, "!" makes it fail.
+_PADDING = (b"", b"!", b"==", b"=")
+
+
+def _b64decode(segment: bytes) -> bytes:
+    """Strict base64url without padding (RFC 7515 2): anything else raises binascii.Error."""
+    return a2b_base64(segment.translate(_URLSAFE) + _PADDING[len(segment) & 3], strict_mode=True)
+
+
+def _number(value: Any, name: str) -> float:
+    # bool is an int subclass and NaN/inf compare oddly: neither is a NumericDate.
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return value
+    raise _fail("malformed", f"{name} is not a finite number")
+
+
+def _claim_at(data: Any, path: Sequence[str]) -> Any:
+    for part in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
+
+
+class Verifier:
+    def __init__(self, provider: Any, options: VerifyOptions, clock: Callable[[], float] = time.time) -> None:
+        self.provider = provider
+        self.options = options
+        self.clock = clock
+        allowed = set(options.algorithms) & (ASYMMETRIC_ALGS | HMAC_ALGS)
+        if not options.hmac_secret:
+            allowed -= HMAC_ALGS
+        self._algorithms = frozenset(allowed)  # "none" can never be in here
+        self._types = frozenset(normalize_type(t) for t in options.token_types)
+        # Spellings seen in practice, accepted by one set lookup before normalizing.
+        self._types_fast = frozenset(
+            spelling
+            for t in self._types
+            for spelling in (t, t.upper(), "application/" + t, "application/" + t.upper())
+        )
+        self._audiences = frozenset(options.audiences)
+        # Copied out of options: the hot path reads each once per token.
+        self._issuer = options.issuer
+        self._leeway = options.leeway
+        self._require_exp = options.require_exp
+        self._reject_id_tokens = options.reject_id_tokens
+        self._aud_only = options.audience_claims == (("aud",),)
+        self._max_size = options.max_token_size
+        self.cache: TokenCache[Claims] | None = (
+            TokenCache(options.token_cache_size, options.cache_ttl)
+            if options.cache_ttl > 0 and options.token_cache_size > 0
+            else None
+        )
+
+    def verify(self, token: str) -> Claims:
+        """Claims of a valid token; InvalidToken (and nothing else) otherwise."""
+        try:
+            return self._verify(token)
+        except InvalidToken:
+            raise
+        except Exception as exc:  # noqa: BLE001 - hostile input must never escape as another type
+            raise _fail("malformed", type(exc).__name__) from None
+
+    def _verify(self, token: str) -> Claims:
+        if type(token) is not str:
+            raise _fail("malformed", "not a string")
+        if len(token) > self._max_size:
+            raise _fail("token_too_large", f"{len(token)} > {self._max_size} characters")
+        raw = token.encode("ascii")  # non-ASCII -> UnicodeEncodeError -> malformed
+        digest = _sha256(raw).digest()
+        now = self.clock()
+        cache = self.cache
+        if cache is not None:
+            hit = cache.get(digest, now)
+            if hit is not None:
+                return hit
+
+        parts = raw.split(b".")
+        if len(parts) != 3 or not (parts[0] and parts[1] and parts[2]):
+            raise _fail("malformed", "not three base64url segments")
+        header_b64, payload_b64, signature_b64 = parts
+        header = _DECODER.decode(_b64decode(header_b64).decode("utf-8"))
+        if type(header) is not dict:
+            raise _fail("malformed", "header is not a JSON object")
+
+        alg = header.get("alg")
+        if type(alg) is not str:
+            raise _fail("malformed", "alg is not a string")
+        if alg not in self._algorithms:
+            raise _fail("alg_not_allowed", f"alg={alg[:20]!r}")
+        if "crit" in header:
+            # RFC 7515 4.1.11: we understand no extension, so any crit list is a refusal.
+            raise _fail("crit_unsupported", "crit present")
+        typ = header.get("typ")
+        if typ is None:
+            if self.options.token_type_required:
+                raise _fail("bad_type", "typ absent")
+        elif type(typ) is not str:
+            raise _fail("malformed", "typ is not a string")
+        elif typ not in self._types_fast and normalize_type(typ) not in self._types:
+            raise _fail("bad_type", f"typ={typ[:40]!r}")
+        kid = header.get("kid")
+        if kid is not None and type(kid) is not str:
+            raise _fail("malformed", "kid is not a string")
+
+        if alg in HMAC_ALGS:
+            key: Any = self.options.hmac_secret
+        else:
+            try:
+                key = self.provider.key_for(kid, alg)
+            except ProviderError as err:
+                raise InvalidToken("keys_unavailable", "The signing keys are not available", err.reason) from None
+        payload = _b64decode(payload_b64)  # decoded now so bad base64 is "malformed", parsed later
+        signature = _b64decode(signature_b64)
+        signing_input = raw[: len(header_b64) + 1 + len(payload_b64)]
+        try:
+            _VERIFY[alg](key, signature, signing_input)
+        except InvalidSignature:
+            raise _fail("bad_signature", f"kid={kid!r:.70} alg={alg}") from None
+
+        # Only now is anything in the payload trusted.
+        data = _DECODER.decode(payload.decode("utf-8"))
+        if type(data) is not dict:
+            raise _fail("malformed", "payload is not a JSON object")
+        expires_at = self._check_claims(data, now)
+        claims = Claims(data, digest[:6].hex(), kid, alg, expires_at)
+        if cache is not None:
+            cache.put(digest, claims, now, None if expires_at is None else expires_at + self._leeway)
+        return claims
+
+    def _check_claims(self, data: dict, now: float) -> float | None:
+        """The registered claims; returns exp (or None when absent and allowed)."""
+        leeway = self._leeway
+        if self._reject_id_tokens:
+            for name in ID_TOKEN_CLAIMS:
+                if name in data:
+                    raise _fail("bad_type", f"looks like an ID token ({name})")
+
+        iss = data.get("iss")
+        if type(iss) is not str or iss != self._issuer:
+            if iss is None:
+                raise _fail("missing_claim", "iss")
+            shown = iss[:200] if type(iss) is str else type(iss).__name__
+            raise _fail("bad_issuer", f"expected {self._issuer!r}, got {shown!r}")
+
+        if self._audiences:
+            aud = data.get("aud") if self._aud_only else None
+            # Fast path for the common shape (one string aud); everything else takes the full rule.
+            if type(aud) is not str or aud not in self._audiences:
+                self._check_audience(data)
+
+        exp = data.get("exp")
+        if exp is None:
+            if self._require_exp:
+                raise _fail("missing_claim", "exp")
+        else:
+            if type(exp) is not int:
+                exp = _number(exp, "exp")
+            if exp <= now - leeway:
+                raise _fail("expired", f"exp {exp} <= now {now:.0f} - leeway {leeway}")
+        nbf = data.get("nbf")
+        if nbf is not None:
+            if type(nbf) is not int:
+                nbf = _number(nbf, "nbf")
+            if nbf > now + leeway:
+                raise _fail("not_yet_valid", f"nbf {nbf} > now {now:.0f} + leeway {leeway}")
+        iat = data.get("iat")
+        if iat is not None:
+            if type(iat) is not int:
+                iat = _number(iat, "iat")
+            if iat > now + leeway:
+                raise _fail("iat_in_future", f"iat {iat} > now {now:.0f} + leeway {leeway}")
+        return exp
+
+    def _check_audience(self, data: dict) -> None:
+        found = False
+        for path in self.options.audience_claims:
+            value = _claim_at(data, path)
+            if value is None:
+                continue
+            found = True
+            values = [value] if type(value) is str else value if type(value) is list else ()
+            for item in values:
+                if type(item) is str and item in self._audiences:
+                    return
+        if not found:
+            raise _fail("missing_claim", "aud")
+        raise _fail("bad_audience", f"expected one of {sorted(self._audiences)!r}")
