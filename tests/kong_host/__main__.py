@@ -1,0 +1,65 @@
+"""CLI: python -m tests.kong_host --config kong.yml --port 8000 [--plugin-server NAME=START;QUERY[;SOCKET]]"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+from .declarative import DeclarativeError
+from .emulator import Emulator
+from .plugin_server import PluginServerError, PluginServerSpec
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.kong_host", description="Kong 3.9 host emulator (loopback only)")
+    ap.add_argument("--config", required=True, help="declarative kong.yml")
+    ap.add_argument("--host", default="127.0.0.1", help="listen address (loopback only)")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--workers", type=int, default=2, help="simulated nginx workers (own instance cache, RPC client, msgids)")
+    ap.add_argument("--prefix", help="Kong prefix (sockets, logs); default: a temp dir")
+    ap.add_argument("--log-file", help="file-log JSON lines (default <prefix>/logs/file-log.json)")
+    ap.add_argument("--log-level", default="notice", help="error log level (Kong default notice; plugin server output is info)")
+    ap.add_argument("--plugin-server", action="append", default=[], metavar="NAME=START_CMD;QUERY_CMD[;SOCKET]",
+                    help="pluginserver_<NAME>_start_cmd/_query_cmd/_socket (socket default <prefix>/<NAME>.socket); "
+                         "the token {prefix} is replaced by the prefix")
+    ap.add_argument("--read-timeout", type=float, default=60.0, help="RPC read timeout in seconds (Kong ~60)")
+    ap.add_argument("--upstream-override", action="append", default=[], metavar="HOST[:PORT]=127.0.0.1:PORT",
+                    help="send traffic for a service host to a loopback address")
+    args = ap.parse_args(argv)
+    if args.host not in ("127.0.0.1", "::1", "localhost"):
+        ap.error("--host must be a loopback address")
+    prefix = args.prefix
+    if prefix:
+        os.makedirs(prefix, exist_ok=True)
+    else:
+        import tempfile
+
+        prefix = tempfile.mkdtemp(prefix="kong-host-")
+    try:
+        specs = [PluginServerSpec.parse(s.replace("{prefix}", prefix), prefix) for s in args.plugin_server]
+    except PluginServerError as e:
+        print(e, file=sys.stderr)
+        return 2
+    overrides = dict(o.split("=", 1) for o in args.upstream_override)
+    emu = Emulator(workers=args.workers, prefix=prefix, log_path=args.log_file, read_timeout=args.read_timeout,
+                   log_level=args.log_level, echo_log=True, upstream_override=overrides)
+    try:
+        url = emu.start(args.config, specs, port=args.port, host=args.host)
+    except (DeclarativeError, PluginServerError) as e:
+        print(f"Error: {e}", file=sys.stderr)
+        emu.stop()
+        return 1
+    print(f"kong host emulator listening on {url} (prefix {prefix})", flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    emu.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
