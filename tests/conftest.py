@@ -1,0 +1,3 @@
+"""Suite-wide fixtures: the real OpenID provider, the real browser, redis."""
+
+pytest_plugins = ["tests.support.idp", "tests.support.browser"]
