@@ -1,0 +1,301 @@
+"""The decision: one request in, one Outcome out. Plain Python; the handler owns the PDK.
+
+Paths, in order:
+1. CORS preflight when `run_on_preflight` is off -> allowed without a token.
+2. Route policy: a `public` policy needs no token.
+3. Browser endpoints (callback, logout) and sessions, when `authorization_code`/`session` is on.
+4. Bearer token -> verify -> policy -> identity headers.
+5. No usable credential: browser navigations go to the IdP, everyone else gets RFC 6750 401,
+   unless `anonymous` is configured.
+
+Identity headers the client sent are removed on every allowed outcome (the denied ones never
+reach the upstream).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+from .claims import build_upstream_headers, claim_values, identity_header_names
+from .config import PluginConfig, parse_config
+from .errors import AuthError, InvalidToken, MissingToken, render_error
+from .extractor import extract, strip_bearer
+from .policy import MatchedPolicy, PolicySet
+from .provider import Provider, ProviderSettings, get_provider
+from .verify import Claims, Verifier, VerifyOptions
+
+log = logging.getLogger("kong_oidc_py")
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+class RequestView(Protocol):
+    headers: Mapping[str, list[str]]
+    headers_truncated: bool
+
+    def path(self) -> str: ...
+    def method(self) -> str: ...
+    def route(self) -> dict | None: ...
+    def query(self) -> Mapping[str, list[str]]: ...
+    def raw_query(self) -> str: ...
+    def scheme(self) -> str: ...
+    def host(self) -> str: ...
+    def port(self) -> int: ...
+    def body(self) -> bytes: ...
+    def load_consumer(self, value: str, by_username: bool) -> dict | None: ...
+
+
+@dataclass
+class Outcome:
+    status: int | None = None
+    body: str | dict | None = None
+    response_headers: dict[str, str | list[str]] = field(default_factory=dict)
+    upstream_set: dict[str, str] = field(default_factory=dict)
+    upstream_clear: list[str] = field(default_factory=list)
+    authenticated_groups: list[str] | None = None
+    consumer: dict | None = None
+    credential: dict | None = None
+    log: dict = field(default_factory=dict)
+
+    @property
+    def allowed(self) -> bool:
+        return self.status is None
+
+
+def first(headers: Mapping[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    if isinstance(values, list):
+        return values[0] if values and isinstance(values[0], str) else None
+    return values if isinstance(values, str) else None
+
+
+class Gateway:
+    """Everything one plugin config needs, built once at instance start and shared by threads."""
+
+    def __init__(self, config: PluginConfig) -> None:
+        self.config = config
+        self.policies = PolicySet.from_config(config)
+        self.identity_headers = identity_header_names(config)
+        self.provider: Provider = get_provider(config.issuer, ProviderSettings.from_config(config))
+        self.verifier = Verifier(self.provider, VerifyOptions.from_config(config))
+        self.browser = None
+        if "authorization_code" in config.auth_methods or "session" in config.auth_methods:
+            from .login import BrowserFlow
+
+            self.browser = BrowserFlow(config, self.provider, self.verifier)
+        self.provider.warm_start()
+
+    # -- the decision ---------------------------------------------------------------------
+
+    def handle(self, req: RequestView) -> Outcome:
+        cfg = self.config
+        if not cfg.run_on_preflight and self._is_preflight(req):
+            return self._allow(req, None, policy_name="preflight", decision="preflight")
+
+        policy = self._match_policy(req)
+        if policy.requirement.public:
+            return self._allow(req, None, policy_name=policy.name, decision="public")
+
+        if self.browser is not None:
+            outcome = self.browser.handle(req, policy, self)
+            if outcome is not None:
+                return outcome
+
+        try:
+            token = extract(req.headers, cfg, req.query() if "query" in cfg.bearer_token_param_type else None)
+            if token is None:
+                raise MissingToken()
+            claims = self.verifier.verify(token)
+            policy.requirement.evaluate(claims.data)
+            consumer, credential = self.consumer_for(req, claims)
+        except AuthError as err:
+            return self._deny_or_anonymous(req, err, policy)
+        upstream_clear = list(strip_bearer(req.headers, cfg)) if cfg.hide_credentials else []
+        return self._allow(
+            req, claims, policy_name=policy.name, decision="allow", auth_method="bearer",
+            extra_clear=upstream_clear, consumer=consumer, credential=credential,
+        )
+
+    # -- helpers shared with the browser flow --------------------------------------------
+
+    def _is_preflight(self, req: RequestView) -> bool:
+        h = req.headers
+        return "origin" in h and "access-control-request-method" in h and req.method() == "OPTIONS"
+
+    def _match_policy(self, req: RequestView) -> MatchedPolicy:
+        p = self.policies
+        route = req.route() if p.needs_route else None
+        return p.match(
+            route_id=route.get("id") if route else None,
+            route_name=route.get("name") if route else None,
+            path=req.path() if p.needs_path else None,
+            method=req.method() if p.needs_method else None,
+        )
+
+    def identity(self, claims: Claims | None) -> dict[str, str]:
+        return build_upstream_headers(claims.data, self.config) if claims is not None else {}
+
+    def _allow(
+        self,
+        req: RequestView,
+        claims: Claims | None,
+        *,
+        policy_name: str,
+        decision: str,
+        auth_method: str | None = None,
+        extra_set: Mapping[str, str] | None = None,
+        extra_clear: list[str] | None = None,
+        response_headers: Mapping[str, str | list[str]] | None = None,
+        consumer: dict | None = None,
+        credential: dict | None = None,
+    ) -> Outcome:
+        cfg = self.config
+        upstream_set = self.identity(claims)
+        if extra_set:
+            upstream_set.update(extra_set)
+        set_lower = {name.lower() for name in upstream_set}
+        owned = self.identity_headers
+        if req.headers_truncated:
+            # We may not have seen every header the client sent: clear all we own.
+            spoofed = [n for n in owned if n not in set_lower]
+        else:
+            spoofed = [n for n in owned if n in req.headers and n not in set_lower]
+        clear = sorted(set(spoofed) | set(extra_clear or ()))
+        groups = [cfg.guard_group]
+        if claims is not None and cfg.authenticated_groups_claim:
+            groups.extend(v for v in claim_values(claims.data, [cfg.authenticated_groups_claim]) if v != cfg.guard_group)
+        log_fields = self._log_fields(claims, policy_name, decision, auth_method=auth_method)
+        if consumer is not None:
+            log_fields["consumer"] = consumer.get("username") or consumer.get("custom_id") or consumer.get("id")
+        return Outcome(
+            response_headers=dict(response_headers or {}),
+            upstream_set=upstream_set,
+            upstream_clear=clear,
+            authenticated_groups=groups,
+            consumer=consumer,
+            credential=credential,
+            log=log_fields,
+        )
+
+    def consumer_for(self, req: RequestView, claims: Claims) -> tuple[dict | None, dict | None]:
+        """KO consumer mapping: the first `consumer_by` lookup that finds the claim's value."""
+        cfg = self.config
+        if not cfg.consumer_claim:
+            return None, None
+        values = claim_values(claims.data, [cfg.consumer_claim])
+        found = None
+        if values:
+            value = values[0]
+            for by in cfg.consumer_by:
+                if by == "id":
+                    # load_consumer raises a Lua error for a non-UUID id (kong/pdk/client.lua).
+                    candidate = req.load_consumer(value, False) if _UUID.fullmatch(value) else None
+                    if candidate is not None and candidate.get("id") == value:
+                        found = candidate
+                elif by == "username":
+                    candidate = req.load_consumer(value, True)
+                    if candidate is not None and candidate.get("username") == value:
+                        found = candidate
+                if found is not None:
+                    break
+        if found is None:
+            if cfg.consumer_optional:
+                return None, None
+            raise InvalidToken("consumer_not_found", "the token does not map to a known consumer")
+        ids = claim_values(claims.data, [cfg.credential_claim]) if cfg.credential_claim else []
+        credential = {"id": ids[0] if ids else claims.token_hash, "consumer_id": found.get("id")}
+        return found, credential
+
+    def _deny_or_anonymous(self, req: RequestView, err: AuthError, policy: MatchedPolicy) -> Outcome:
+        cfg = self.config
+        fields = self._log_fields(None, policy.name, "deny", reason=err.reason)
+        detail = getattr(err, "detail", None)
+        if detail:
+            fields["detail"] = detail
+        if cfg.anonymous and err.status == 401:
+            anonymous = req.load_consumer(cfg.anonymous, True)
+            if anonymous is not None:
+                outcome = self._allow(req, None, policy_name=policy.name, decision="anonymous")
+                outcome.consumer = anonymous
+                outcome.credential = None
+                outcome.log["reason"] = err.reason
+                outcome.log["consumer"] = anonymous.get("username") or anonymous.get("id")
+                return outcome
+            fields["reason"] = "anonymous_not_found"
+            return Outcome(status=500, body={"message": "An unexpected error occurred"}, log=fields)
+        response = render_error(err, cfg.realm)
+        return Outcome(status=response.status, body=response.body, response_headers=dict(response.headers), log=fields)
+
+    def deny(self, err: AuthError, policy_name: str) -> Outcome:
+        response = render_error(err, self.config.realm)
+        fields = self._log_fields(None, policy_name, "deny", reason=err.reason)
+        return Outcome(status=response.status, body=response.body, response_headers=dict(response.headers), log=fields)
+
+    def _log_fields(
+        self,
+        claims: Claims | None,
+        policy_name: str,
+        decision: str,
+        *,
+        reason: str | None = None,
+        auth_method: str | None = None,
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {"decision": decision, "policy": policy_name}
+        if reason:
+            fields["reason"] = reason
+        if auth_method:
+            fields["auth_method"] = auth_method
+        if claims is not None:
+            data = claims.data
+            for key in ("sub", "iss"):
+                value = data.get(key)
+                if isinstance(value, str):
+                    fields["subject" if key == "sub" else "issuer"] = value[:256]
+            client = data.get("client_id") or data.get("azp")
+            if isinstance(client, str):
+                fields["client_id"] = client[:256]
+            scopes = claim_values(data, self.config.scopes_claim_paths)
+            if scopes:
+                fields["scopes"] = " ".join(scopes)[:1024]
+            fields["token_hash"] = claims.token_hash
+        return fields
+
+
+# -- one Gateway per config per process ---------------------------------------------------
+
+_GATEWAYS: "OrderedDict[str, Gateway]" = OrderedDict()
+_GATEWAYS_LOCK = threading.Lock()
+_MAX_GATEWAYS = 64
+# Kong stamps these on every config; they change without the config changing.
+_VOLATILE_KEYS = ("__seq__", "__key__")
+
+
+def _fingerprint(raw: Mapping[str, Any]) -> str:
+    stable = {k: v for k, v in raw.items() if k not in _VOLATILE_KEYS}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def gateway_for(raw: Mapping[str, Any]) -> Gateway:
+    """Parse and build once per distinct config; raises ConfigError naming the field."""
+    key = _fingerprint(raw)
+    with _GATEWAYS_LOCK:
+        gateway = _GATEWAYS.get(key)
+        if gateway is not None:
+            _GATEWAYS.move_to_end(key)
+            return gateway
+    gateway = Gateway(parse_config(raw))
+    with _GATEWAYS_LOCK:
+        existing = _GATEWAYS.get(key)
+        if existing is not None:
+            return existing
+        _GATEWAYS[key] = gateway
+        while len(_GATEWAYS) > _MAX_GATEWAYS:
+            _GATEWAYS.popitem(last=False)
+    return gateway

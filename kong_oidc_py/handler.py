@@ -1,0 +1,158 @@
+"""The Kong-facing plugin: read the request lazily, ask the core, apply the Outcome.
+
+Every PDK call is an IPC round trip to Kong, so this module makes as few as it can and in an
+order that fails closed (docs/DESIGN.md "Handler PDK order"):
+
+* the first call is always `kong.request.get_headers` (kong-pdk holds a server-wide lock until
+  a handler's first PDK call, so nothing may block before it);
+* on allow, the guard marker (`kong.ctx.shared.authenticated_groups`) is written only after
+  every upstream change, so a plugin server that dies half-way leaves no marker and Kong's
+  `acl` guard denies the request;
+* `kong.response.exit` is never the first call and nothing runs after it;
+* no exception escapes `access`: kong-pdk 0.36 would leave the event unanswered (and, before
+  the first PDK call, deadlock every later event).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any, Mapping
+
+from .gateway import Gateway, Outcome, gateway_for
+
+log = logging.getLogger("kong_oidc_py")
+
+# Kong accepts 1..1000 (kong/pdk/request.lua get_headers); asking for the maximum makes it hard
+# to hide an identity header behind a pile of junk headers. When the answer is full we assume
+# truncation and clear every identity header we do not set (see Gateway.handle).
+MAX_HEADERS = 1000
+
+INTERNAL_ERROR_BODY = {"message": "An unexpected error occurred"}
+
+
+class PdkRequest:
+    """RequestView over the PDK: each getter costs one call, made at most once."""
+
+    __slots__ = ("_kong", "headers", "headers_truncated", "calls", "_cache")
+
+    def __init__(self, kong: Any) -> None:
+        self._kong = kong
+        self._cache: dict[str, Any] = {}
+        headers = kong.request.get_headers(MAX_HEADERS)
+        self.calls = 1
+        self.headers: Mapping[str, list[str]] = headers if isinstance(headers, dict) else {}
+        self.headers_truncated = sum(len(v) if isinstance(v, list) else 1 for v in self.headers.values()) >= MAX_HEADERS
+
+    def _get(self, key: str, fn: Any, *args: Any) -> Any:
+        try:
+            return self._cache[key]
+        except KeyError:
+            self.calls += 1
+            value = fn(*args)
+            self._cache[key] = value
+            return value
+
+    def path(self) -> str:
+        return self._get("path", self._kong.request.get_path) or "/"
+
+    def method(self) -> str:
+        return self._get("method", self._kong.request.get_method) or "GET"
+
+    def route(self) -> dict | None:
+        route = self._get("route", self._kong.router.get_route)
+        return route if isinstance(route, dict) else None
+
+    def query(self) -> Mapping[str, list[str]]:
+        query = self._get("query", self._kong.request.get_query, 100)
+        return query if isinstance(query, dict) else {}
+
+    def raw_query(self) -> str:
+        return self._get("raw_query", self._kong.request.get_raw_query) or ""
+
+    def scheme(self) -> str:
+        return self._get("scheme", self._kong.request.get_forwarded_scheme) or "http"
+
+    def host(self) -> str:
+        return self._get("host", self._kong.request.get_forwarded_host) or ""
+
+    def port(self) -> int:
+        port = self._get("port", self._kong.request.get_forwarded_port)
+        return int(port) if isinstance(port, (int, float)) else 0
+
+    def body(self) -> bytes:
+        body = self._get("body", self._kong.request.get_raw_body)
+        if isinstance(body, str):
+            return body.encode("utf-8", "surrogateescape")
+        return body if isinstance(body, bytes) else b""
+
+    def load_consumer(self, value: str, by_username: bool) -> dict | None:
+        consumer = self._get(f"consumer:{by_username}:{value}", self._kong.client.load_consumer, value, by_username)
+        return consumer if isinstance(consumer, dict) else None
+
+
+def apply_outcome(kong: Any, outcome: Outcome) -> None:
+    """Turn the core's decision into PDK calls (the fewest, in the fail-closed order)."""
+    if outcome.status is None:
+        service_request = kong.service.request
+        for name in outcome.upstream_clear:
+            service_request.clear_header(name)
+        if outcome.upstream_set:
+            service_request.set_headers(outcome.upstream_set)
+        if outcome.response_headers:
+            kong.response.set_headers(outcome.response_headers)
+        if outcome.consumer is not None or outcome.credential is not None:
+            # [None, credential] reaches Lua whole (measured, shared doc 2.5); only a None
+            # *followed by two values* loses arguments to LuaJIT's unpack.
+            kong.client.authenticate(outcome.consumer, outcome.credential)
+        if outcome.authenticated_groups is not None:
+            kong.ctx.shared.set("authenticated_groups", outcome.authenticated_groups)
+        kong.log.set_serialize_value("oidc", outcome.log)
+        return
+    kong.log.set_serialize_value("oidc", outcome.log)
+    body = outcome.body if outcome.body is not None else ""
+    kong.response.exit(outcome.status, body, outcome.response_headers or {})
+
+
+class Plugin:
+    """kong-pdk instantiates this once per plugin instance (StartInstance) with Kong's config.
+
+    A bad config raises ConfigError here, so StartInstance fails naming the field and Kong
+    answers 500 for the route: fail closed.
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._raw = dict(config)
+        self.gateway: Gateway = gateway_for(self._raw)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # kong-pdk's -m mode pickles the bound handler per event; rebuild from the raw config
+        # in the pool process (gateway_for shares one Gateway per config per process).
+        return (Plugin, (self._raw,))
+
+    def access(self, kong: Any) -> None:
+        try:
+            request = PdkRequest(kong)
+        except Exception:  # noqa: BLE001 - nothing has been said to Kong yet; a plain return lets the guard deny
+            log.error("oidc: reading the request failed:\n%s", traceback.format_exc())
+            return
+        try:
+            outcome = self.gateway.handle(request)
+        except Exception:  # noqa: BLE001 - a bug must become a 500, never a hung event
+            log.error("oidc: unexpected error:\n%s", traceback.format_exc())
+            _fail(kong, "internal_error")
+            return
+        try:
+            apply_outcome(kong, outcome)
+        except Exception:  # noqa: BLE001
+            log.error("oidc: applying the outcome failed:\n%s", traceback.format_exc())
+            if outcome.status is None:
+                _fail(kong, "internal_error")
+
+
+def _fail(kong: Any, reason: str) -> None:
+    try:
+        kong.log.set_serialize_value("oidc", {"decision": "error", "reason": reason})
+        kong.response.exit(500, INTERNAL_ERROR_BODY, {})
+    except Exception:  # noqa: BLE001 - the guard still denies: no marker was written
+        log.error("oidc: could not send the 500:\n%s", traceback.format_exc())

@@ -1,0 +1,48 @@
+"""`kong-oidc-py`: kong-pdk's dedicated plugin server for the `oidc` plugin.
+
+Kong runs it twice (../shared/kong-plugin-server.md 1.1-1.2):
+  query command:  kong-oidc-py --dump            -> plugin info as JSON on stdout
+  start command:  kong-oidc-py --kong-prefix /usr/local/kong --socket-name oidc.socket
+
+PRIORITY 1050 is where Kong Enterprise's openid-connect runs: after Kong's other auth plugins
+(jwt 1450, key-auth 1250, basic-auth 1100) and before `acl` (950), which is our fail-closed guard.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from . import PLUGIN_NAME, __version__
+
+PRIORITY = 1050
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    dumping = "--dump" in args or "-dump" in args
+    # Python-style PDK returns (values, not (value, err) tuples); with real Kong err is never
+    # set anyway (shared doc 2.7), and this silences kong-pdk's deprecation notice.
+    if "--no-lua-style" not in args:
+        args.append("--no-lua-style")
+    sys.argv = [sys.argv[0], *args]
+
+    from . import pdk_fixes
+    from .handler import Plugin
+    from .schema import SCHEMA
+
+    if not dumping:
+        # kong-pdk logs to stdout and Kong copies those lines into its error log at info level;
+        # our own lines go the same way.
+        logging.basicConfig(
+            stream=sys.stdout, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        )
+        pdk_fixes.apply()
+
+    from kong_pdk.cli import start_dedicated_server
+
+    start_dedicated_server(PLUGIN_NAME, Plugin, __version__, PRIORITY, SCHEMA)
+
+
+if __name__ == "__main__":
+    main()

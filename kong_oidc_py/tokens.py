@@ -1,0 +1,121 @@
+"""Token endpoint client: authorization-code exchange and refresh (RFC 6749 4.1.3, 6; RFC 7636).
+
+Client authentication is `client_secret_basic` (RFC 6749 2.3.1: both parts form-urlencoded
+before base64) or `client_secret_post`. Responses are hostile like any IdP input: size-limited,
+JSON object only, `token_type` must be Bearer, and nothing from them is logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+from urllib.parse import quote
+
+import httpx
+
+from .errors import ProviderError
+
+MAX_TOKEN_RESPONSE_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    access_token: str
+    id_token: str | None
+    refresh_token: str | None
+    expires_in: int | None
+    scope: str | None
+
+
+class TokenError(Exception):
+    """The token endpoint said no (invalid_grant, ...) or answered nonsense."""
+
+    def __init__(self, error: str, description: str = "") -> None:
+        super().__init__(error)
+        self.error = error
+        self.description = description
+
+
+class TokenClient:
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        auth_method: str,
+        timeout_ms: int,
+        ssl_verify: bool,
+    ) -> None:
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._auth_method = auth_method
+        seconds = timeout_ms / 1000.0
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(seconds), verify=ssl_verify, follow_redirects=False,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+        )
+
+    def exchange_code(self, endpoint: str, *, code: str, redirect_uri: str, code_verifier: str) -> TokenResponse:
+        return self._post(endpoint, {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": code_verifier,
+        })
+
+    def refresh(self, endpoint: str, *, refresh_token: str, scope: str | None = None) -> TokenResponse:
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        if scope:
+            form["scope"] = scope
+        return self._post(endpoint, form)
+
+    def _post(self, endpoint: str, form: dict[str, str]) -> TokenResponse:
+        headers = {"Accept": "application/json"}
+        if self._auth_method == "client_secret_post":
+            form = {**form, "client_id": self._client_id, "client_secret": self._client_secret}
+        else:
+            pair = f"{quote(self._client_id, safe='')}:{quote(self._client_secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        try:
+            with self._http.stream("POST", endpoint, data=form, headers=headers) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_TOKEN_RESPONSE_BYTES:
+                        raise ProviderError("token_endpoint_failed", "token response too large")
+                status = response.status_code
+        except httpx.HTTPError as exc:
+            raise ProviderError("token_endpoint_failed", f"token endpoint unreachable: {type(exc).__name__}") from None
+        try:
+            data: Any = json.loads(bytes(body))
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise ProviderError("token_endpoint_failed", f"token endpoint answered {status} without a JSON object")
+        if status != 200:
+            error = data.get("error") if isinstance(data.get("error"), str) else "server_error"
+            description = data.get("error_description") if isinstance(data.get("error_description"), str) else ""
+            raise TokenError(error[:64], description[:200])
+        return _parse(data)
+
+
+def _parse(data: Mapping[str, Any]) -> TokenResponse:
+    access = data.get("access_token")
+    token_type = data.get("token_type")
+    if not isinstance(access, str) or not access:
+        raise TokenError("invalid_response", "no access_token")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        raise TokenError("invalid_response", "token_type is not Bearer")
+    id_token = data.get("id_token")
+    refresh = data.get("refresh_token")
+    expires_in = data.get("expires_in")
+    scope = data.get("scope")
+    return TokenResponse(
+        access_token=access,
+        id_token=id_token if isinstance(id_token, str) and id_token else None,
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+        expires_in=int(expires_in) if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and 0 < expires_in < 10**8 else None,
+        scope=scope if isinstance(scope, str) else None,
+    )
