@@ -1,0 +1,719 @@
+"""Plugin options: the option table, typed config and its validation.
+
+`OPTIONS` is the single source of truth: `parse_config` validates against it, `schema.py`
+turns it into Kong's schema and `options_markdown()` into the README table, so the three can
+never drift. Kong validates the config before sending it, but `parse_config` checks everything
+again: the emulator, a direct caller or a future Kong may not, and a bad config must fail at
+instance start, never half-work at request time.
+
+Requirement lists follow Kong Enterprise openid-connect: array items are alternatives (OR),
+space-separated words inside one item must all hold (AND).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from .claims import parse_dotted_path
+from .errors import ConfigError
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+# An OR-list of AND-sets: (frozenset({"a", "b"}), frozenset({"c"})) means "a and b, or c".
+AnyOf = tuple[frozenset[str], ...]
+ClaimPath = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One field of the Kong schema. Element/key/value specs are Options with an empty name."""
+
+    name: str
+    type: str  # Kong type: string, integer, boolean, array, map, record
+    description: str = ""
+    default: Any = UNSET
+    required: bool = False
+    one_of: tuple[Any, ...] | None = None
+    between: tuple[int, int] | None = None
+    len_min: int | None = None
+    len_max: int | None = None
+    elements: "Option | None" = None
+    keys: "Option | None" = None
+    values: "Option | None" = None
+    fields: "tuple[Option, ...] | None" = None
+    ko: str | None = None  # Kong Enterprise openid-connect option of the same meaning
+    secret: bool = False
+
+
+def _str(**kw: Any) -> Option:
+    return Option("", "string", **kw)
+
+
+def _strings(**kw: Any) -> Option:
+    return Option("", "array", elements=_str(), **kw)
+
+
+def _opt(name: str, type_: str, description: str, **kw: Any) -> Option:
+    return Option(name, type_, description, **kw)
+
+
+HMAC_ALGS = ("HS256", "HS384", "HS512")
+ASYMMETRIC_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+SIGNING_ALGS = ASYMMETRIC_ALGS + HMAC_ALGS
+SECRET_MIN = 32
+
+POLICY_FIELDS: tuple[Option, ...] = (
+    _opt("name", "string", "Policy name, unique within this plugin instance; it appears in the logs.",
+         required=True, len_max=128),
+    _opt("routes", "array", "Kong route names or ids this policy applies to (any of them).",
+         elements=_str(), default=()),
+    _opt("paths", "array", "Kong-normalized request path prefixes (segment-aware unless ending in '/'), "
+         "or regexes starting with '~' anchored at the path start like Kong routes.",
+         elements=_str(), default=()),
+    _opt("methods", "array", "HTTP methods this policy applies to, compared case-insensitively.",
+         elements=_str(), default=()),
+    _opt("public", "boolean", "When true, matching requests need no token at all.", default=False),
+    _opt("scopes_required", "array", "Scopes required on matching requests: items are alternatives, "
+         "space-separated words in one item are all required.", elements=_str(), default=()),
+    _opt("groups_required", "array", "Groups required on matching requests, with the same OR/AND "
+         "semantics as scopes_required.", elements=_str(), default=()),
+    _opt("roles_required", "array", "Roles required on matching requests, with the same OR/AND "
+         "semantics as scopes_required.", elements=_str(), default=()),
+    _opt("claims", "map", "Claim checks: dotted claim path to the allowed values; every listed claim "
+         "must carry at least one allowed value.",
+         keys=_str(), values=_strings(len_min=1)),
+)
+
+OPTIONS: tuple[Option, ...] = (
+    # -- provider ---------------------------------------------------------------------------
+    _opt("issuer", "string", "Issuer URL, or its discovery document URL ending in "
+         "/.well-known/openid-configuration. Absolute http(s), no query or fragment.", required=True,
+         ko="issuer"),
+    _opt("allow_insecure_issuer", "boolean", "Allow plain http issuer and jwks_uri on non-loopback "
+         "hosts. For local development only, never in production.", default=False),
+    _opt("ssl_verify", "boolean", "Verify the TLS certificate of the identity provider.", default=True,
+         ko="ssl_verify"),
+    _opt("timeout", "integer", "Timeout in milliseconds of every call to the identity provider.",
+         default=10000, between=(1, 300000), ko="timeout"),
+    _opt("cache_ttl", "integer", "Seconds the discovery document is cached; also the maximum "
+         "lifetime of a cached token verification.", default=600, between=(1, 604800), ko="cache_ttl"),
+    _opt("rediscovery_lifetime", "integer", "Minimum seconds between two key set refreshes caused "
+         "by tokens with an unknown key id.", default=30, between=(0, 86400), ko="rediscovery_lifetime"),
+    _opt("jwks_max_stale", "integer", "Seconds the last fetched keys keep serving while the "
+         "identity provider is unreachable.", default=86400, between=(0, 2592000)),
+    _opt("cache_tokens", "boolean", "Cache successful token verifications (keyed by a hash of "
+         "the token, never beyond its exp).", default=True, ko="cache_tokens"),
+    _opt("token_cache_size", "integer", "Maximum number of cached token verifications per "
+         "plugin instance.", default=10000, between=(1, 1000000)),
+    # -- bearer tokens ----------------------------------------------------------------------
+    _opt("auth_methods", "array", "Enabled authentication methods: bearer, authorization_code, "
+         "session.", elements=_str(one_of=("bearer", "authorization_code", "session")),
+         default=("bearer",), len_min=1, ko="auth_methods"),
+    _opt("bearer_token_param_type", "array", "Where a bearer token may be sent: header "
+         "(Authorization), cookie, query (access_token parameter).",
+         elements=_str(one_of=("header", "cookie", "query")), default=("header",), len_min=1,
+         ko="bearer_token_param_type"),
+    _opt("bearer_token_cookie_name", "string", "Cookie carrying a bearer token; required when "
+         "bearer_token_param_type contains cookie.", ko="bearer_token_cookie_name"),
+    _opt("audience_required", "array", "Accepted audiences: the token's audience claim must "
+         "contain at least one of them.", elements=_str(), default=(), ko="audience_required"),
+    _opt("audience_claim", "array", "Path of the audience claim, one array item per nesting "
+         "level.", elements=_str(), default=("aud",), len_min=1, ko="audience_claim"),
+    _opt("scopes_required", "array", "Required scopes: items are alternatives, space-separated "
+         "words inside one item are all required.", elements=_str(), default=(), ko="scopes_required"),
+    _opt("scopes_claim", "array", "Path of the scopes claim (e.g. scope, or scp for Okta and "
+         "Azure), one array item per nesting level.", elements=_str(), default=("scope",), len_min=1,
+         ko="scopes_claim"),
+    _opt("groups_required", "array", "Required groups, with the same OR/AND semantics as "
+         "scopes_required.", elements=_str(), default=(), ko="groups_required"),
+    _opt("groups_claim", "array", "Path of the groups claim, one array item per nesting level.",
+         elements=_str(), default=("groups",), len_min=1, ko="groups_claim"),
+    _opt("roles_required", "array", "Required roles, with the same OR/AND semantics as "
+         "scopes_required.", elements=_str(), default=(), ko="roles_required"),
+    _opt("roles_claim", "array", "Path of the roles claim, e.g. realm_access, roles for "
+         "Keycloak realm roles.", elements=_str(), default=("roles",), len_min=1, ko="roles_claim"),
+    _opt("leeway", "integer", "Clock skew in seconds tolerated for exp, nbf and iat.", default=0,
+         between=(0, 600), ko="leeway"),
+    _opt("signing_algs", "array", "Accepted JWS algorithms. HS256/384/512 need hmac_secret; "
+         "'none' is never accepted.", elements=_str(one_of=SIGNING_ALGS), default=ASYMMETRIC_ALGS,
+         len_min=1),
+    _opt("hmac_secret", "string", "Shared secret for HS256/384/512 tokens, at least 32 "
+         "characters.", len_min=SECRET_MIN, secret=True),
+    _opt("require_exp", "boolean", "Refuse tokens without an exp claim.", default=True),
+    _opt("token_types", "array", "Accepted JWT typ header values, compared case-insensitively.",
+         elements=_str(), default=("at+jwt", "application/at+jwt", "jwt"), len_min=1),
+    _opt("token_type_required", "boolean", "Refuse tokens without a typ header.", default=False),
+    _opt("reject_id_tokens", "boolean", "Refuse tokens that look like ID tokens (nonce, at_hash "
+         "or c_hash claims).", default=False),
+    _opt("max_token_size", "integer", "Largest accepted token in bytes; bigger ones are refused "
+         "before parsing.", default=8192, between=(256, 65536)),
+    _opt("realm", "string", "Realm sent in WWW-Authenticate challenges.", default="kong", len_max=256),
+    _opt("run_on_preflight", "boolean", "Authenticate CORS preflight requests too; false lets "
+         "them pass.", default=True, ko="run_on_preflight"),
+    _opt("hide_credentials", "boolean", "Remove the bearer token from the request before it is "
+         "proxied upstream.", default=False, ko="hide_credentials"),
+    # -- upstream identity ------------------------------------------------------------------
+    _opt("upstream_headers_claims", "array", "Claims sent upstream as headers, as dotted paths "
+         "(realm_access.roles; '\\.' for a literal dot).", elements=_str(), default=(),
+         ko="upstream_headers_claims"),
+    _opt("upstream_headers_names", "array", "Header names for upstream_headers_claims, same "
+         "length and order.", elements=_str(), default=(), ko="upstream_headers_names"),
+    _opt("upstream_access_token_header", "string", "Header (name, or name:scheme) carrying the "
+         "session's access token upstream.", default="authorization:bearer",
+         ko="upstream_access_token_header"),
+    _opt("consumer_claim", "array", "Path of the claim whose value finds a Kong consumer.",
+         elements=_str(), len_min=1, ko="consumer_claim"),
+    _opt("consumer_by", "array", "Consumer fields searched with the consumer_claim value: id, "
+         "username.", elements=_str(one_of=("id", "username")), default=("username",), len_min=1,
+         ko="consumer_by"),
+    _opt("consumer_optional", "boolean", "Allow requests whose consumer is not found.",
+         default=False, ko="consumer_optional"),
+    _opt("credential_claim", "array", "Path of the claim used as credential id for "
+         "kong.client.authenticate.", elements=_str(), default=("sub",), len_min=1,
+         ko="credential_claim"),
+    _opt("authenticated_groups_claim", "array", "Path of the claim whose values are added to "
+         "authenticated_groups.", elements=_str(), len_min=1, ko="authenticated_groups_claim"),
+    _opt("guard_group", "string", "Marker put first in authenticated_groups on every allowed "
+         "request, for a fail-closed acl plugin.", default="oidc:verified", len_max=256),
+    _opt("anonymous", "string", "Consumer id or username used when authentication fails with "
+         "401.", ko="anonymous"),
+    _opt("policies", "array", "Per-route/path/method requirements; the first matching policy "
+         "wins, no match uses the plugin-level requirements.",
+         elements=Option("", "record", fields=POLICY_FIELDS), default=()),
+    # -- authorization code and sessions ----------------------------------------------------
+    _opt("client_id", "string", "OAuth client id for the authorization code flow.", ko="client_id"),
+    _opt("client_secret", "string", "OAuth client secret for the authorization code flow.",
+         secret=True, ko="client_secret"),
+    _opt("redirect_uri", "string", "Absolute redirect URI registered with the identity provider.",
+         ko="redirect_uri"),
+    _opt("scopes", "array", "Scopes requested at login; must contain openid.", elements=_str(),
+         default=("openid",), len_min=1, ko="scopes"),
+    _opt("token_endpoint_auth_method", "string", "Client authentication at the token endpoint.",
+         default="client_secret_basic", one_of=("client_secret_basic", "client_secret_post"),
+         ko="token_endpoint_auth_method"),
+    _opt("authorization_cookie_name", "string", "Cookie holding the pending login (state, nonce, "
+         "PKCE verifier).", default="authorization", ko="authorization_cookie_name"),
+    _opt("authorization_rolling_timeout", "integer", "Seconds a started login may take.",
+         default=600, between=(1, 86400), ko="authorization_rolling_timeout"),
+    _opt("session_secret", "string", "Secret the session cookies are encrypted with, at least 32 "
+         "characters.", len_min=SECRET_MIN, secret=True, ko="session_secret"),
+    _opt("session_storage", "string", "Where session data lives: cookie or redis.", default="cookie",
+         one_of=("cookie", "redis"), ko="session_storage"),
+    _opt("session_cookie_name", "string", "Session cookie name.", default="session",
+         ko="session_cookie_name"),
+    _opt("session_cookie_path", "string", "Session cookie Path attribute.", default="/",
+         ko="session_cookie_path"),
+    _opt("session_cookie_domain", "string", "Session cookie Domain attribute (unset: host-only).",
+         ko="session_cookie_domain"),
+    _opt("session_cookie_secure", "boolean", "Session cookie Secure attribute.", default=True,
+         ko="session_cookie_secure"),
+    _opt("session_cookie_samesite", "string", "Session cookie SameSite attribute: Strict, Lax or "
+         "None.", default="Lax", one_of=("Strict", "Lax", "None"), ko="session_cookie_samesite"),
+    _opt("session_idling_timeout", "integer", "Seconds of inactivity ending a session (0: none).",
+         default=900, between=(0, 31536000), ko="session_idling_timeout"),
+    _opt("session_rolling_timeout", "integer", "Seconds after which a session must be renewed "
+         "(0: none).", default=3600, between=(0, 31536000), ko="session_rolling_timeout"),
+    _opt("session_absolute_timeout", "integer", "Seconds after which a session ends regardless "
+         "(0: none).", default=86400, between=(0, 31536000), ko="session_absolute_timeout"),
+    _opt("session_redis_host", "string", "Redis host for session_storage redis.",
+         default="127.0.0.1", ko="session_redis_host"),
+    _opt("session_redis_port", "integer", "Redis port for session_storage redis.", default=6379,
+         between=(1, 65535), ko="session_redis_port"),
+    _opt("session_redis_username", "string", "Redis ACL username.", ko="session_redis_username"),
+    _opt("session_redis_password", "string", "Redis password.", secret=True,
+         ko="session_redis_password"),
+    _opt("session_redis_database", "integer", "Redis database number.", default=0,
+         between=(0, 255), ko="session_redis_database"),
+    _opt("session_redis_prefix", "string", "Prefix of the Redis keys holding sessions.",
+         default="oidc", ko="session_redis_prefix"),
+    _opt("session_redis_connect_timeout", "integer", "Redis connect timeout in milliseconds.",
+         default=2000, between=(1, 60000), ko="session_redis_connect_timeout"),
+    _opt("session_redis_read_timeout", "integer", "Redis read timeout in milliseconds.",
+         default=2000, between=(1, 60000), ko="session_redis_read_timeout"),
+    _opt("refresh_tokens", "boolean", "Use the refresh token to renew an expired session access "
+         "token.", default=True, ko="refresh_tokens"),
+    _opt("logout_uri_suffix", "string", "Request path suffix that logs the session out.",
+         ko="logout_uri_suffix"),
+    _opt("logout_methods", "array", "HTTP methods accepted for logout.",
+         elements=_str(one_of=("GET", "POST", "DELETE")), default=("POST", "DELETE"), len_min=1,
+         ko="logout_methods"),
+    _opt("logout_redirect_uri", "string", "Absolute URI the identity provider sends the browser "
+         "to after logout (post_logout_redirect_uri).", ko="logout_redirect_uri"),
+)
+
+OPTIONS_BY_NAME: Mapping[str, Option] = MappingProxyType({o.name: o for o in OPTIONS})
+SECRET_OPTIONS = frozenset(o.name for o in OPTIONS if o.secret)
+
+# Added by Kong to every config it sends (shared doc 3.3); not options.
+KONG_METADATA_KEYS = frozenset(
+    {"__plugin_id", "__key__", "__seq__", "__ws_id", "route_id", "service_id", "consumer_id",
+     "plugin_instance_name"}
+)
+
+# RFC 7230 3.2.6 tchar.
+_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# Hop-by-hop (RFC 9110 7.6.1) or framing/routing headers: setting them upstream would break
+# or smuggle requests.
+FORBIDDEN_UPSTREAM_HEADERS = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+     "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length"}
+)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    name: str
+    routes: tuple[str, ...]
+    paths: tuple[str, ...]
+    methods: tuple[str, ...]  # upper-cased
+    public: bool
+    scopes_required: AnyOf
+    groups_required: AnyOf
+    roles_required: AnyOf
+    claims: tuple[tuple[ClaimPath, frozenset[str]], ...]
+    scope_hint: str | None  # first scopes alternative, for WWW-Authenticate scope=
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """Option values under their option names (arrays as tuples), plus parsed forms."""
+
+    issuer: str
+    allow_insecure_issuer: bool
+    ssl_verify: bool
+    timeout: int
+    cache_ttl: int
+    rediscovery_lifetime: int
+    jwks_max_stale: int
+    cache_tokens: bool
+    token_cache_size: int
+    auth_methods: tuple[str, ...]
+    bearer_token_param_type: tuple[str, ...]
+    bearer_token_cookie_name: str | None
+    audience_required: tuple[str, ...]
+    audience_claim: ClaimPath
+    scopes_required: tuple[str, ...]
+    scopes_claim: ClaimPath
+    groups_required: tuple[str, ...]
+    groups_claim: ClaimPath
+    roles_required: tuple[str, ...]
+    roles_claim: ClaimPath
+    leeway: int
+    signing_algs: tuple[str, ...]
+    hmac_secret: str | None = field(repr=False)
+    require_exp: bool
+    token_types: tuple[str, ...]
+    token_type_required: bool
+    reject_id_tokens: bool
+    max_token_size: int
+    realm: str
+    run_on_preflight: bool
+    hide_credentials: bool
+    upstream_headers_claims: tuple[str, ...]
+    upstream_headers_names: tuple[str, ...]
+    upstream_access_token_header: str | None
+    consumer_claim: ClaimPath | None
+    consumer_by: tuple[str, ...]
+    consumer_optional: bool
+    credential_claim: ClaimPath | None
+    authenticated_groups_claim: ClaimPath | None
+    guard_group: str
+    anonymous: str | None
+    policies: tuple[PolicyConfig, ...]
+    client_id: str | None
+    client_secret: str | None = field(repr=False)
+    redirect_uri: str | None
+    scopes: tuple[str, ...]
+    token_endpoint_auth_method: str
+    authorization_cookie_name: str
+    authorization_rolling_timeout: int
+    session_secret: str | None = field(repr=False)
+    session_storage: str
+    session_cookie_name: str
+    session_cookie_path: str
+    session_cookie_domain: str | None
+    session_cookie_secure: bool
+    session_cookie_samesite: str
+    session_idling_timeout: int
+    session_rolling_timeout: int
+    session_absolute_timeout: int
+    session_redis_host: str
+    session_redis_port: int
+    session_redis_username: str | None
+    session_redis_password: str | None = field(repr=False)
+    session_redis_database: int
+    session_redis_prefix: str
+    session_redis_connect_timeout: int
+    session_redis_read_timeout: int
+    refresh_tokens: bool
+    logout_uri_suffix: str | None
+    logout_methods: tuple[str, ...]
+    logout_redirect_uri: str | None
+    # parsed forms
+    scopes_any_of: AnyOf
+    groups_any_of: AnyOf
+    roles_any_of: AnyOf
+    scope_hint: str | None
+    scopes_claim_paths: tuple[ClaimPath, ...]
+    groups_claim_paths: tuple[ClaimPath, ...]
+    roles_claim_paths: tuple[ClaimPath, ...]
+    upstream_headers_claim_paths: tuple[ClaimPath, ...]
+
+
+# -- generic validation against an Option ---------------------------------------------------
+
+
+def _type_name(v: Any) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def _check(opt: Option, value: Any, path: str) -> Any:
+    """Validate one present value; arrays become tuples, maps read-only dicts, records dicts."""
+    t = opt.type
+    if t == "string":
+        if not isinstance(value, str):
+            raise ConfigError(path, f"expected a string, got {_type_name(value)}")
+        if len(value) < (1 if opt.len_min is None else opt.len_min):
+            raise ConfigError(path, f"length must be at least {1 if opt.len_min is None else opt.len_min}")
+        # Option strings end up in headers, cookies, URLs and logs; none has a use for controls.
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ConfigError(path, "must not contain control characters")
+    elif t == "integer":
+        # bool is an int subclass in Python; Kong would never send true for a number.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, f"expected an integer, got {_type_name(value)}")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ConfigError(path, "expected an integer")
+            value = int(value)
+    elif t == "boolean":
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"expected a boolean, got {_type_name(value)}")
+    elif t == "array":
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(path, f"expected an array, got {_type_name(value)}")
+        assert opt.elements is not None
+        value = tuple(_check_present(opt.elements, v, f"{path}[{i}]") for i, v in enumerate(value))
+    elif t == "map":
+        # An empty Lua table may travel as [] (shared doc 2.4).
+        if isinstance(value, (list, tuple)) and not value:
+            value = {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, f"expected a map, got {_type_name(value)}")
+        assert opt.keys is not None and opt.values is not None
+        out = {}
+        for k, v in value.items():
+            key = _check_present(opt.keys, k, f"{path} key")
+            out[key] = _check_present(opt.values, v, f"{path}.{key}")
+        value = MappingProxyType(out)
+    elif t == "record":
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, f"expected a record, got {_type_name(value)}")
+        assert opt.fields is not None
+        value = _check_record(opt.fields, value, path, ignore=frozenset())
+    else:  # pragma: no cover - the table only uses the types above
+        raise ConfigError(path, f"unsupported option type {t}")
+    if opt.one_of is not None and value not in opt.one_of:
+        raise ConfigError(path, "expected one of: " + ", ".join(map(str, opt.one_of)))
+    if opt.between is not None and not opt.between[0] <= value <= opt.between[1]:
+        raise ConfigError(path, f"value should be between {opt.between[0]} and {opt.between[1]}")
+    if t == "array" and opt.len_min is not None and len(value) < opt.len_min:
+        raise ConfigError(path, f"length must be at least {opt.len_min}")
+    if t in ("string", "array") and opt.len_max is not None and len(value) > opt.len_max:
+        raise ConfigError(path, f"length must be at most {opt.len_max}")
+    return value
+
+
+def _check_present(opt: Option, value: Any, path: str) -> Any:
+    if value is None:
+        raise ConfigError(path, "must not be null")
+    return _check(opt, value, path)
+
+
+def _default(opt: Option) -> Any:
+    return None if opt.default is UNSET else opt.default
+
+
+def _check_record(options: tuple[Option, ...], raw: Mapping[str, Any], prefix: str,
+                  ignore: frozenset[str]) -> dict[str, Any]:
+    known = {o.name for o in options}
+    for key in raw:
+        if key not in known and key not in ignore:
+            shown = key if isinstance(key, str) else repr(key)
+            raise ConfigError(f"{prefix}.{shown}" if prefix else str(shown), "unknown field")
+    out: dict[str, Any] = {}
+    for opt in options:
+        path = f"{prefix}.{opt.name}" if prefix else opt.name
+        value = raw.get(opt.name)
+        if value is None:  # absent and null both mean unset (shared doc 3.3)
+            if opt.required:
+                raise ConfigError(path, "required field missing")
+            value = _default(opt)
+            if isinstance(value, list):
+                value = tuple(value)
+            if opt.type == "map" and value is None:
+                value = MappingProxyType({})
+        else:
+            value = _check(opt, value, path)
+        out[opt.name] = value
+    return out
+
+
+# -- semantic checks -------------------------------------------------------------------------
+
+
+def parse_any_of(items: tuple[str, ...], path: str) -> AnyOf:
+    """KO requirement list: OR across items, AND across space-separated words of one item."""
+    out = []
+    for i, item in enumerate(items):
+        words = frozenset(item.split())
+        if not words:
+            raise ConfigError(f"{path}[{i}]", "must contain at least one non-blank word")
+        out.append(words)
+    return tuple(out)
+
+
+def _scope_hint(items: tuple[str, ...]) -> str | None:
+    return " ".join(items[0].split()) if items else None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_absolute_url(value: str, path: str, *, allow_query: bool) -> None:
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ConfigError(path, "must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigError(path, "is not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(path, "must be an absolute http(s) URL")
+    if not parts.hostname:
+        raise ConfigError(path, "must name a host")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(path, "must not contain user information")
+    if parts.fragment or "#" in value:
+        raise ConfigError(path, "must not contain a fragment")
+    if not allow_query and (parts.query or "?" in value):
+        raise ConfigError(path, "must not contain a query")
+
+
+def _check_issuer(issuer: str, allow_insecure: bool) -> None:
+    check_absolute_url(issuer, "issuer", allow_query=False)
+    parts = urlsplit(issuer)
+    if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname or ""):
+        raise ConfigError("issuer", "http is only allowed on loopback hosts unless allow_insecure_issuer is set")
+
+
+def _header_name(value: str, path: str) -> None:
+    if not _TOKEN_RE.match(value):
+        raise ConfigError(path, "is not a valid header name (RFC 7230 token)")
+    if value.lower() in FORBIDDEN_UPSTREAM_HEADERS:
+        raise ConfigError(path, "must not be a hop-by-hop, host or content-length header")
+
+
+def _dotted(value: str, path: str) -> ClaimPath:
+    try:
+        return parse_dotted_path(value)
+    except ValueError as err:
+        raise ConfigError(path, f"invalid claim path: {err}") from None
+
+
+def _parse_policy(raw: Mapping[str, Any], path: str) -> PolicyConfig:
+    for i, route in enumerate(raw["routes"]):
+        if route.strip() != route:
+            raise ConfigError(f"{path}.routes[{i}]", "must not have surrounding whitespace")
+    for i, p in enumerate(raw["paths"]):
+        ppath = f"{path}.paths[{i}]"
+        if p.startswith("~"):
+            try:
+                re.compile(p[1:])
+            except re.error as err:
+                raise ConfigError(ppath, f"invalid regex: {err}") from None
+        elif not p.startswith("/"):
+            raise ConfigError(ppath, "must start with '/' (or '~' for a regex)")
+    methods = []
+    for i, m in enumerate(raw["methods"]):
+        if not _TOKEN_RE.match(m):
+            raise ConfigError(f"{path}.methods[{i}]", "is not a valid HTTP method token")
+        methods.append(m.upper())
+    if not (raw["routes"] or raw["paths"] or raw["methods"]):
+        raise ConfigError(path, "needs at least one of routes, paths or methods; "
+                          "a policy without matchers would match every request")
+    claims = []
+    for key, values in raw["claims"].items():
+        claims.append((_dotted(key, f"{path}.claims.{key}"), frozenset(values)))
+    requirements = {
+        name: parse_any_of(raw[name], f"{path}.{name}")
+        for name in ("scopes_required", "groups_required", "roles_required")
+    }
+    if raw["public"] and (any(requirements.values()) or claims):
+        raise ConfigError(f"{path}.public", "a public policy cannot also require scopes, groups, roles or claims")
+    return PolicyConfig(
+        name=raw["name"],
+        routes=raw["routes"],
+        paths=raw["paths"],
+        methods=tuple(methods),
+        public=raw["public"],
+        scopes_required=requirements["scopes_required"],
+        groups_required=requirements["groups_required"],
+        roles_required=requirements["roles_required"],
+        claims=tuple(claims),
+        scope_hint=_scope_hint(raw["scopes_required"]),
+    )
+
+
+def _check_cross_fields(v: dict[str, Any]) -> None:
+    _check_issuer(v["issuer"], v["allow_insecure_issuer"])
+
+    algs = v["signing_algs"]
+    if any(a in HMAC_ALGS for a in algs) and not v["hmac_secret"]:
+        raise ConfigError("signing_algs", "HS256/HS384/HS512 require hmac_secret")
+
+    if "cookie" in v["bearer_token_param_type"] and not v["bearer_token_cookie_name"]:
+        raise ConfigError("bearer_token_cookie_name", "required when bearer_token_param_type contains cookie")
+
+    names, claims = v["upstream_headers_names"], v["upstream_headers_claims"]
+    if len(names) != len(claims):
+        raise ConfigError("upstream_headers_names", "must have as many items as upstream_headers_claims")
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        _header_name(name, f"upstream_headers_names[{i}]")
+        if name.lower() in seen:
+            raise ConfigError(f"upstream_headers_names[{i}]", "duplicate header name")
+        seen.add(name.lower())
+
+    header = v["upstream_access_token_header"]
+    if header is not None:
+        name, _, scheme = header.partition(":")
+        _header_name(name, "upstream_access_token_header")
+        if scheme and not _TOKEN_RE.match(scheme):
+            raise ConfigError("upstream_access_token_header", "scheme after ':' must be a token")
+
+    methods = v["auth_methods"]
+    browser = "authorization_code" in methods or "session" in methods
+    if "authorization_code" in methods:
+        for name in ("client_id", "client_secret", "redirect_uri"):
+            if not v[name]:
+                raise ConfigError(name, "required when auth_methods contains authorization_code")
+        if "openid" not in v["scopes"]:
+            raise ConfigError("scopes", "must contain openid when auth_methods contains authorization_code")
+    if browser and not v["session_secret"]:
+        raise ConfigError("session_secret", "required when auth_methods contains authorization_code or session")
+    for name in ("redirect_uri", "logout_redirect_uri"):
+        if v[name] is not None:
+            check_absolute_url(v[name], name, allow_query=True)
+    if not v["session_cookie_path"].startswith("/"):
+        raise ConfigError("session_cookie_path", "must start with '/'")
+    if v["session_cookie_samesite"] == "None" and not v["session_cookie_secure"]:
+        raise ConfigError("session_cookie_samesite", "None requires session_cookie_secure (browsers refuse it otherwise)")
+    for name in ("session_cookie_name", "authorization_cookie_name", "bearer_token_cookie_name"):
+        if v[name] is not None and not _TOKEN_RE.match(v[name]):
+            raise ConfigError(name, "is not a valid cookie name (RFC 6265 token)")
+
+    policy_names: set[str] = set()
+    for i, policy in enumerate(v["policies"]):
+        if policy.name in policy_names:
+            raise ConfigError(f"policies[{i}].name", f"duplicate policy name {policy.name!r}")
+        policy_names.add(policy.name)
+
+
+def parse_config(raw: Mapping[str, Any]) -> PluginConfig:
+    """Validate Kong's config dict and return the typed config; raises ConfigError naming the
+    field (never echoing a secret value)."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("config", f"expected a record, got {_type_name(raw)}")
+    v = _check_record(OPTIONS, raw, "", ignore=KONG_METADATA_KEYS)
+    v["policies"] = tuple(_parse_policy(p, f"policies[{i}]") for i, p in enumerate(v["policies"]))
+    for name in ("scopes_required", "groups_required", "roles_required"):
+        v[name.split("_")[0] + "_any_of"] = parse_any_of(v[name], name)
+    v["token_types"] = tuple(t.lower() for t in v["token_types"])
+    _check_cross_fields(v)
+    v["scope_hint"] = _scope_hint(v["scopes_required"])
+    for name in ("scopes", "groups", "roles"):
+        v[f"{name}_claim_paths"] = (v[f"{name}_claim"],)
+    v["upstream_headers_claim_paths"] = tuple(
+        _dotted(c, f"upstream_headers_claims[{i}]") for i, c in enumerate(v["upstream_headers_claims"])
+    )
+    return PluginConfig(**v)
+
+
+# -- documentation ---------------------------------------------------------------------------
+
+
+def _md_type(opt: Option) -> str:
+    if opt.type == "array" and opt.elements is not None:
+        inner = opt.elements.type
+        if opt.elements.one_of:
+            inner = "one_of(" + ", ".join(map(str, opt.elements.one_of)) + ")"
+        return f"array of {inner}"
+    if opt.one_of:
+        return "one_of(" + ", ".join(map(str, opt.one_of)) + ")"
+    return opt.type
+
+
+def _md_default(opt: Option) -> str:
+    if opt.required:
+        return "required"
+    if opt.default is UNSET:
+        return "-"
+    d = opt.default
+    if isinstance(d, bool):
+        return "true" if d else "false"
+    if isinstance(d, tuple):
+        return "[" + ", ".join(f'"{x}"' for x in d) + "]"
+    if isinstance(d, str):
+        return f'"{d}"'
+    return str(d)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def options_markdown() -> str:
+    """The README configuration table, generated from OPTIONS."""
+    lines = ["| option | type | default | KO equivalent | description |", "|---|---|---|---|---|"]
+    for opt in OPTIONS:
+        lines.append("| " + " | ".join(_md_cell(c) for c in (
+            f"`{opt.name}`", _md_type(opt), _md_default(opt), f"`{opt.ko}`" if opt.ko else "-",
+            opt.description)) + " |")
+    lines += ["", "`policies[]` record:", "", "| field | type | default | description |", "|---|---|---|---|"]
+    for opt in POLICY_FIELDS:
+        default = "{}" if opt.type == "map" else _md_default(opt)
+        lines.append("| " + " | ".join(_md_cell(c) for c in (
+            f"`{opt.name}`", _md_type(opt), default, opt.description)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["--markdown"]:
+        print("usage: python -m kong_oidc_py.config --markdown", file=sys.stderr)
+        return 2
+    sys.stdout.write(options_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

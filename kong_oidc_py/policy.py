@@ -1,0 +1,192 @@
+"""Route policies: which requirement applies to a request, and whether a token meets it.
+
+Matching (first policy in config order wins; no match uses the plugin-level requirement,
+named "default"; a matched policy's requirement replaces the plugin-level one):
+* routes: the Kong route's name or id equals one of the items;
+* paths: on Kong's normalized path (`kong.request.get_path()`). A prefix ending in "/" is a plain
+  prefix ("/api/" matches "/api/x"); any other prefix matches on a segment boundary ("/api"
+  matches "/api" and "/api/x" but not "/apix"), because for a security policy "/admin" must not
+  silently cover "/administrators" or, worse, a public "/pub" cover "/publish". A path
+  starting with "~" is a regex anchored at the path start like Kong route regexes (re.match);
+  add "$" to anchor the end;
+* methods: case-insensitive.
+Kinds combine with AND; items of one kind with OR.
+
+Requirements follow Kong Enterprise openid-connect: items are alternatives (OR), the
+space-separated words of one item must all be present (AND).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+from .claims import claim_values
+from .config import AnyOf, ClaimPath
+from .errors import InsufficientScope
+
+if TYPE_CHECKING:
+    from .config import PluginConfig, PolicyConfig
+
+DEFAULT_POLICY = "default"
+
+
+def _satisfied(any_of: AnyOf, have: frozenset[str]) -> bool:
+    return not any_of or any(words <= have for words in any_of)
+
+
+def _describe(any_of: AnyOf) -> str:
+    # Requirements are configuration, not token content, so naming them is safe for logs.
+    return " | ".join(" ".join(sorted(words)) for words in any_of)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    scopes: AnyOf = ()
+    groups: AnyOf = ()
+    roles: AnyOf = ()
+    claims: tuple[tuple[ClaimPath, frozenset[str]], ...] = ()
+    public: bool = False
+    scope_hint: str | None = None
+    scopes_claim: tuple[ClaimPath, ...] = (("scope",),)
+    groups_claim: tuple[ClaimPath, ...] = (("groups",),)
+    roles_claim: tuple[ClaimPath, ...] = (("roles",),)
+
+    def evaluate(self, claims: Mapping[str, Any], cfg: Any = None) -> None:
+        """Raise InsufficientScope for the first unmet requirement (scopes, groups, roles,
+        claims). The claim locations are part of the Requirement, so `cfg` is unused and only
+        kept for the DESIGN.md signature."""
+        if self.scopes and not _satisfied(self.scopes, frozenset(claim_values(claims, self.scopes_claim))):
+            raise InsufficientScope(
+                "insufficient_scope", "The access token lacks a required scope",
+                detail=f"required scopes: {_describe(self.scopes)}", scope=self.scope_hint,
+            )
+        if self.groups and not _satisfied(self.groups, frozenset(claim_values(claims, self.groups_claim))):
+            raise InsufficientScope(
+                "missing_groups", "The access token lacks a required group",
+                detail=f"required groups: {_describe(self.groups)}",
+            )
+        if self.roles and not _satisfied(self.roles, frozenset(claim_values(claims, self.roles_claim))):
+            raise InsufficientScope(
+                "missing_roles", "The access token lacks a required role",
+                detail=f"required roles: {_describe(self.roles)}",
+            )
+        for path, allowed in self.claims:
+            if allowed.isdisjoint(claim_values(claims, (path,))):
+                raise InsufficientScope(
+                    "claim_mismatch", "A claim of the access token does not have an allowed value",
+                    detail=f"claim {'.'.join(path)} must be one of the configured values",
+                )
+
+
+@dataclass(frozen=True)
+class MatchedPolicy:
+    name: str
+    requirement: Requirement
+
+
+@dataclass(frozen=True)
+class _Matcher:
+    routes: frozenset[str]
+    prefixes: tuple[str, ...]
+    regexes: tuple[re.Pattern[str], ...]
+    methods: frozenset[str]
+
+    @property
+    def has_paths(self) -> bool:
+        return bool(self.prefixes or self.regexes)
+
+    def matches(self, route_id: str | None, route_name: str | None, path: str | None, method: str | None) -> bool:
+        if self.routes and not ((route_id is not None and route_id in self.routes)
+                                or (route_name is not None and route_name in self.routes)):
+            return False
+        if self.has_paths and (path is None or not self._path_matches(path)):
+            return False
+        if self.methods and (method is None or method.upper() not in self.methods):
+            return False
+        return True
+
+    def _path_matches(self, path: str) -> bool:
+        for prefix in self.prefixes:
+            if prefix_matches(prefix, path):
+                return True
+        return any(rx.match(path) for rx in self.regexes)
+
+
+def prefix_matches(prefix: str, path: str) -> bool:
+    """Plain prefix when `prefix` ends with "/", segment-boundary prefix otherwise."""
+    if prefix.endswith("/"):
+        return path.startswith(prefix)
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def normalize_path(path: str) -> str:
+    """Kong already hands us a normalized path; this is a cheap guard so a caller that passes a
+    raw path cannot make "/public/../admin" match a "/public" policy."""
+    if "//" not in path and "/." not in path:
+        return path
+    trailing = path.endswith("/") or path.endswith("/.") or path.endswith("/..")
+    norm = posixpath.normpath("/" + path.lstrip("/"))
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    if trailing and norm != "/":
+        norm += "/"
+    return norm
+
+
+def _requirement(policy: "PolicyConfig", cfg: "PluginConfig") -> Requirement:
+    return Requirement(
+        scopes=policy.scopes_required,
+        groups=policy.groups_required,
+        roles=policy.roles_required,
+        claims=policy.claims,
+        public=policy.public,
+        scope_hint=policy.scope_hint,
+        scopes_claim=cfg.scopes_claim_paths,
+        groups_claim=cfg.groups_claim_paths,
+        roles_claim=cfg.roles_claim_paths,
+    )
+
+
+class PolicySet:
+    """Immutable after construction; shared by all request threads."""
+
+    def __init__(self, policies: tuple[tuple[_Matcher, MatchedPolicy], ...], default: MatchedPolicy) -> None:
+        self._policies = policies
+        self._default = default
+        self.needs_route = any(m.routes for m, _ in policies)
+        self.needs_path = any(m.has_paths for m, _ in policies)
+        self.needs_method = any(m.methods for m, _ in policies)
+
+    @classmethod
+    def from_config(cls, cfg: "PluginConfig") -> "PolicySet":
+        default = MatchedPolicy(DEFAULT_POLICY, Requirement(
+            scopes=cfg.scopes_any_of,
+            groups=cfg.groups_any_of,
+            roles=cfg.roles_any_of,
+            scope_hint=cfg.scope_hint,
+            scopes_claim=cfg.scopes_claim_paths,
+            groups_claim=cfg.groups_claim_paths,
+            roles_claim=cfg.roles_claim_paths,
+        ))
+        entries = []
+        for p in cfg.policies:
+            matcher = _Matcher(
+                routes=frozenset(p.routes),
+                prefixes=tuple(x for x in p.paths if not x.startswith("~")),
+                regexes=tuple(re.compile(x[1:]) for x in p.paths if x.startswith("~")),
+                methods=frozenset(m.upper() for m in p.methods),
+            )
+            entries.append((matcher, MatchedPolicy(p.name, _requirement(p, cfg))))
+        return cls(tuple(entries), default)
+
+    def match(self, *, route_id: str | None = None, route_name: str | None = None,
+              path: str | None = None, method: str | None = None) -> MatchedPolicy:
+        if path is not None:
+            path = normalize_path(path)
+        for matcher, policy in self._policies:
+            if matcher.matches(route_id, route_name, path, method):
+                return policy
+        return self._default

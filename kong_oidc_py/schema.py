@@ -1,0 +1,58 @@
+"""Kong schema for the plugin's `config` record, generated from config.OPTIONS.
+
+Only attributes every Kong from 3.4 to 3.9 accepts in a plugin schema are emitted (shared doc
+5.3): type, required, default, one_of, between, len_min, len_max, elements, keys, values, fields,
+description, plus encrypted/referenceable on secrets (in the 3.4 metaschema too), so secrets can
+be vault references and are encrypted at rest when a keyring is configured. `match` is never
+used: Kong evaluates it as a Lua pattern, not a regex, and config.py validates shapes instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import OPTIONS, UNSET, Option
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def field_schema(opt: Option) -> dict[str, Any]:
+    """The Kong field definition (without its name) for one option or element spec."""
+    out: dict[str, Any] = {"type": opt.type}
+    if opt.required:
+        out["required"] = True
+    if opt.default is not UNSET:
+        out["default"] = _json_value(opt.default)
+    if opt.one_of is not None:
+        out["one_of"] = list(opt.one_of)
+    if opt.between is not None:
+        out["between"] = list(opt.between)
+    if opt.len_min is not None:
+        out["len_min"] = opt.len_min
+    if opt.len_max is not None:
+        out["len_max"] = opt.len_max
+    if opt.elements is not None:
+        out["elements"] = field_schema(opt.elements)
+    if opt.keys is not None:
+        out["keys"] = field_schema(opt.keys)
+    if opt.values is not None:
+        out["values"] = field_schema(opt.values)
+    if opt.fields is not None:
+        out["fields"] = [{f.name: field_schema(f)} for f in opt.fields]
+    if opt.secret:
+        out["encrypted"] = True
+        out["referenceable"] = True
+    if opt.description:
+        out["description"] = opt.description
+    return out
+
+
+def build_schema() -> list[dict[str, dict[str, Any]]]:
+    return [{opt.name: field_schema(opt)} for opt in OPTIONS]
+
+
+SCHEMA: list[dict[str, dict[str, Any]]] = build_schema()
