@@ -120,7 +120,7 @@ def test_browser_instances_are_complete(path):
             assert conf.get(key), f"{r.get('name')}: {key} missing"
         redirect = urlsplit(conf["redirect_uri"])
         # the callback must be served by this same plugin instance
-        assert any(redirect.path.startswith(p.rstrip("/") + "/") for p in r.get("paths") or []), (
+        assert any(redirect.path == p or redirect.path.startswith(p.rstrip("/") + "/") for p in r.get("paths") or []), (
             f"{r.get('name')}: redirect_uri {conf['redirect_uri']} is not under the route's paths")
         if redirect.scheme == "http":
             assert conf.get("session_cookie_secure") is False, "Secure cookies are never sent over http"
