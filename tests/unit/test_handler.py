@@ -1,0 +1,246 @@
+"""handler.py against a fake `kong` object: the PDK call order that makes the plugin fail closed
+and survive kong-pdk 0.36's defects (docs/DESIGN.md "Handler PDK order")."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from kong_oidc_py import handler as handler_mod
+from kong_oidc_py.gateway import Outcome
+from kong_oidc_py.handler import MAX_HEADERS, Plugin
+
+GUARD = "oidc:verified"
+EXIT = "kong.response.exit"
+MARKER = "kong.ctx.shared.set"
+SERIALIZE = "kong.log.set_serialize_value"
+
+
+class FakeKong:
+    """Records every PDK call as (method, args); any dotted chain is callable like kong-pdk's."""
+
+    def __init__(self, headers: dict | None = None, *, fail_on: str | None = None, answers: dict | None = None):
+        self.calls: list[tuple[str, tuple]] = []
+        self.headers = headers if headers is not None else {"authorization": ["Bearer x"]}
+        self.fail_on = fail_on
+        self.answers = {"kong.request.get_headers": self.headers, "kong.request.get_path": "/p",
+                        "kong.request.get_method": "GET", **(answers or {})}
+        self.first_call = threading.Event()
+
+    def _call(self, method: str, *args):
+        self.calls.append((method, args))
+        self.first_call.set()
+        if method == self.fail_on:
+            raise RuntimeError(f"boom in {method}")
+        return self.answers.get(method)
+
+    def __getattr__(self, name):
+        return _Chain(self, "kong." + name)
+
+    @property
+    def names(self) -> list[str]:
+        return [m for m, _ in self.calls]
+
+
+class _Chain:
+    def __init__(self, kong: FakeKong, prefix: str):
+        self._kong, self._prefix = kong, prefix
+
+    def __getattr__(self, name):
+        return _Chain(self._kong, self._prefix + "." + name)
+
+    def __call__(self, *args):
+        return self._kong._call(self._prefix, *args)
+
+
+class StubGateway:
+    def __init__(self, outcome: Outcome | None = None, exc: BaseException | None = None, block: threading.Event | None = None):
+        self.outcome, self.exc, self.block = outcome, exc, block
+        self.calls_seen_on_entry: int | None = None
+        self.kong: FakeKong | None = None
+
+    def handle(self, request):
+        if self.kong is not None:
+            self.calls_seen_on_entry = len(self.kong.calls)
+        if self.block is not None:
+            assert self.block.wait(10)
+        if self.exc is not None:
+            raise self.exc
+        return self.outcome
+
+
+def plugin_with(gateway) -> Plugin:
+    plugin = Plugin.__new__(Plugin)
+    plugin._raw = {}
+    plugin.gateway = gateway
+    return plugin
+
+
+def allow_outcome(**kw) -> Outcome:
+    base = dict(upstream_set={"X-User-Id": "u1"}, upstream_clear=["x-groups"], authenticated_groups=[GUARD],
+                log={"decision": "allow"})
+    base.update(kw)
+    return Outcome(**base)
+
+
+OUTCOMES = {
+    "allow": allow_outcome(),
+    "allow_with_cookie_and_consumer": allow_outcome(
+        response_headers={"Set-Cookie": "s=1"}, consumer={"id": "c1", "username": "alice"},
+        credential={"id": "sub", "consumer_id": "c1"}, authenticated_groups=[GUARD, "admins"]),
+    "public": Outcome(upstream_clear=["x-user-id"], authenticated_groups=[GUARD], log={"decision": "public"}),
+    "preflight": Outcome(authenticated_groups=[GUARD], log={"decision": "preflight"}),
+    "anonymous": Outcome(consumer={"id": "anon"}, authenticated_groups=[GUARD], log={"decision": "anonymous"}),
+    "deny_400": Outcome(status=400, body={"message": "bad"}, response_headers={"WWW-Authenticate": "Bearer"}, log={"decision": "deny"}),
+    "deny_401": Outcome(status=401, body={"message": "no"}, response_headers={"WWW-Authenticate": "Bearer"}, log={"decision": "deny"}),
+    "deny_403": Outcome(status=403, body={"message": "scope"}, response_headers={"WWW-Authenticate": "Bearer"}, log={"decision": "deny"}),
+    "redirect_302": Outcome(status=302, body=None, response_headers={"Location": "https://idp/auth"}, log={"decision": "redirect"}),
+    "anonymous_not_found_500": Outcome(status=500, body={"message": "An unexpected error occurred"}, log={"decision": "deny"}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OUTCOMES))
+def test_first_pdk_call_is_get_headers_for_every_outcome_kind(kind):
+    kong = FakeKong()
+    plugin_with(StubGateway(OUTCOMES[kind])).access(kong)
+    assert kong.calls[0] == ("kong.request.get_headers", (MAX_HEADERS,))
+
+
+@pytest.mark.parametrize("kind", sorted(k for k, o in OUTCOMES.items() if o.status is not None))
+def test_exit_is_the_last_and_only_terminal_call_on_every_denial(kind):
+    kong = FakeKong()
+    plugin_with(StubGateway(OUTCOMES[kind])).access(kong)
+    assert kong.names.count(EXIT) == 1
+    assert kong.names[-1] == EXIT
+    assert kong.names.index(EXIT) > 0
+    assert MARKER not in kong.names
+    assert kong.calls[-1][1][0] == OUTCOMES[kind].status
+
+
+@pytest.mark.parametrize("kind", sorted(k for k, o in OUTCOMES.items() if o.status is None))
+def test_guard_marker_follows_every_upstream_change_on_every_allow(kind):
+    kong = FakeKong()
+    plugin_with(StubGateway(OUTCOMES[kind])).access(kong)
+    names = kong.names
+    assert EXIT not in names
+    assert names.count(MARKER) == 1
+    marker = names.index(MARKER)
+    changes = [i for i, n in enumerate(names)
+               if n.startswith("kong.service.request.") or n in ("kong.response.set_headers", "kong.client.authenticate")]
+    assert all(i < marker for i in changes)
+    assert kong.calls[marker][1] == ("authenticated_groups", OUTCOMES[kind].authenticated_groups)
+    assert names[-1] == SERIALIZE
+
+
+def test_allow_applies_clears_then_sets_in_one_call():
+    kong = FakeKong()
+    plugin_with(StubGateway(allow_outcome(upstream_clear=["a", "b"]))).access(kong)
+    assert kong.names[1:4] == ["kong.service.request.clear_header"] * 2 + ["kong.service.request.set_headers"]
+
+
+def test_gateway_bug_becomes_a_logged_500(caplog):
+    kong = FakeKong()
+    with caplog.at_level(logging.ERROR, logger="kong_oidc_py"):
+        plugin_with(StubGateway(exc=KeyError("injected bug"))).access(kong)
+    assert kong.names == ["kong.request.get_headers", SERIALIZE, EXIT]
+    assert kong.calls[-1][1][0] == 500
+    assert kong.calls[1][1][1]["decision"] == "error"
+    assert "injected bug" in caplog.text
+
+
+def test_gateway_bug_never_escapes_access():
+    for exc in (ValueError("x"), TypeError("y"), RecursionError(), AttributeError("z"), UnicodeEncodeError("utf-8", "\udce9", 0, 1, "surrogates")):
+        plugin_with(StubGateway(exc=exc)).access(FakeKong())  # must not raise
+
+
+def test_real_gateway_with_monkeypatched_bug_answers_500_then_next_request_works(monkeypatch):
+    from kong_oidc_py import gateway as gateway_mod
+
+    monkeypatch.setattr(gateway_mod, "get_provider", lambda issuer, settings: _static_provider(issuer))
+    plugin = Plugin({"issuer": "http://127.0.0.1:1/realms/bug", "policies": [{"name": "pub", "paths": ["/pub"], "public": True}]})
+    original = plugin.gateway._match_policy
+    monkeypatch.setattr(plugin.gateway, "_match_policy", lambda req: (_ for _ in ()).throw(IndexError("bug")))
+    broken = FakeKong()
+    plugin.access(broken)
+    assert broken.names[-1] == EXIT and broken.calls[-1][1][0] == 500
+    monkeypatch.setattr(plugin.gateway, "_match_policy", original)
+    healthy = FakeKong(headers={}, answers={"kong.request.get_path": "/pub/x"})
+    plugin.access(healthy)
+    assert EXIT not in healthy.names
+    assert MARKER in healthy.names
+
+
+def test_failure_reading_headers_sends_nothing_more_so_the_guard_denies():
+    kong = FakeKong(fail_on="kong.request.get_headers")
+    plugin_with(StubGateway(allow_outcome())).access(kong)
+    assert kong.names == ["kong.request.get_headers"]
+
+
+def test_failure_while_applying_an_allow_becomes_500_without_the_marker():
+    kong = FakeKong(fail_on="kong.service.request.set_headers")
+    plugin_with(StubGateway(allow_outcome())).access(kong)
+    assert MARKER not in kong.names
+    assert kong.names[-1] == EXIT
+    assert kong.calls[-1][1][0] == 500
+
+
+def test_failure_of_exit_itself_does_not_escape():
+    kong = FakeKong(fail_on=EXIT)
+    plugin_with(StubGateway(OUTCOMES["deny_401"])).access(kong)
+    assert kong.names.count(EXIT) == 1
+
+
+def test_first_pdk_call_happens_before_the_gateway_blocks():
+    release = threading.Event()
+    gateway = StubGateway(allow_outcome(), block=release)
+    kong = FakeKong()
+    gateway.kong = kong
+    worker = threading.Thread(target=plugin_with(gateway).access, args=(kong,))
+    worker.start()
+    try:
+        # kong-pdk releases its server-wide lock at the first PDK call: it must come while we block
+        assert kong.first_call.wait(10)
+        assert worker.is_alive()
+        assert kong.names == ["kong.request.get_headers"]
+    finally:
+        release.set()
+        worker.join(10)
+    assert gateway.calls_seen_on_entry == 1
+    assert not worker.is_alive()
+
+
+def test_full_header_table_is_treated_as_truncated():
+    kong = FakeKong(headers={f"h{i}": ["v"] for i in range(MAX_HEADERS)})
+    request = handler_mod.PdkRequest(kong)
+    assert request.headers_truncated
+
+
+def test_headers_below_the_limit_are_not_truncated():
+    request = handler_mod.PdkRequest(FakeKong(headers={"a": ["1", "2"]}))
+    assert not request.headers_truncated
+
+
+def test_lazy_getters_cost_one_pdk_call_each_at_most_once():
+    kong = FakeKong()
+    request = handler_mod.PdkRequest(kong)
+    request.path(), request.path(), request.method(), request.method()
+    assert kong.names == ["kong.request.get_headers", "kong.request.get_path", "kong.request.get_method"]
+    assert request.calls == 3
+
+
+def test_plugin_reduces_to_its_raw_config_for_multiprocessing_mode(monkeypatch):
+    from kong_oidc_py import gateway as gateway_mod
+
+    monkeypatch.setattr(gateway_mod, "get_provider", lambda issuer, settings: _static_provider(issuer))
+    raw = {"issuer": "http://127.0.0.1:1/realms/pickle"}
+    fn, args = Plugin(raw).__reduce__()
+    assert fn is Plugin and args == (raw,)
+
+
+def _static_provider(issuer: str):
+    from kong_oidc_py.provider import Provider
+    from tests.support.keys import jwks, rsa_key
+
+    return Provider.from_jwks(issuer, jwks(rsa_key()))
