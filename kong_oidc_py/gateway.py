@@ -26,7 +26,7 @@ from typing import Any, Mapping, Protocol
 from .claims import build_upstream_headers, claim_values, identity_header_names
 from .config import PluginConfig, parse_config
 from .errors import AuthError, InvalidToken, MissingToken, render_error
-from .extractor import extract, strip_bearer
+from .extractor import bearer_removal, extract, query_without_token
 from .policy import MatchedPolicy, PolicySet
 from .provider import Provider, ProviderSettings, get_provider
 from .verify import Claims, Verifier, VerifyOptions
@@ -59,6 +59,7 @@ class Outcome:
     response_headers: dict[str, str | list[str]] = field(default_factory=dict)
     upstream_set: dict[str, str] = field(default_factory=dict)
     upstream_clear: list[str] = field(default_factory=list)
+    upstream_raw_query: str | None = None   # kong.service.request.set_raw_query (hide_credentials)
     authenticated_groups: list[str] | None = None
     consumer: dict | None = None
     credential: dict | None = None
@@ -109,7 +110,8 @@ class Gateway:
                 return outcome
 
         try:
-            token = extract(req.headers, cfg, req.query() if "query" in cfg.bearer_token_param_type else None)
+            query = req.query() if "query" in cfg.bearer_token_param_type else None
+            token = extract(req.headers, cfg, query)
             if token is None:
                 raise MissingToken()
             claims = self.verifier.verify(token)
@@ -117,13 +119,25 @@ class Gateway:
             consumer, credential = self.consumer_for(req, claims)
         except AuthError as err:
             return self._deny_or_anonymous(req, err, policy)
-        upstream_clear = list(strip_bearer(req.headers, cfg)) if cfg.hide_credentials else []
-        return self._allow(
+        outcome = self._allow(
             req, claims, policy_name=policy.name, decision="allow", auth_method="bearer",
-            extra_clear=upstream_clear, consumer=consumer, credential=credential,
+            consumer=consumer, credential=credential,
         )
+        if cfg.hide_credentials:
+            self._hide_credentials(req, outcome, query)
+        return outcome
 
     # -- helpers shared with the browser flow --------------------------------------------
+
+    def _hide_credentials(self, req: RequestView, outcome: "Outcome", query: Mapping[str, list[str]] | None) -> None:
+        """KO hide_credentials: the upstream never sees the bearer token, wherever it came in."""
+        removal = bearer_removal(req.headers, self.config, query)
+        for name, value in removal.set.items():
+            outcome.upstream_set[name] = value
+        kept = {name.lower() for name in removal.set}
+        outcome.upstream_clear = sorted(set(outcome.upstream_clear) | {n for n in removal.clear if n not in kept})
+        if removal.strip_query:
+            outcome.upstream_raw_query = query_without_token(req.raw_query())
 
     def _is_preflight(self, req: RequestView) -> bool:
         h = req.headers

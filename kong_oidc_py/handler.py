@@ -99,6 +99,8 @@ def apply_outcome(kong: Any, outcome: Outcome) -> None:
             service_request.clear_header(name)
         if outcome.upstream_set:
             service_request.set_headers(outcome.upstream_set)
+        if outcome.upstream_raw_query is not None:
+            service_request.set_raw_query(outcome.upstream_raw_query)
         if outcome.response_headers:
             kong.response.set_headers(outcome.response_headers)
         if outcome.consumer is not None or outcome.credential is not None:

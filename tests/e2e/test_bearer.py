@@ -49,6 +49,10 @@ def stack(oidc_provider, echo, tmp_path_factory):
             route("write", "/write", write),
             route("svc", "/svc"),
             route("open", "/open"),
+            route("hidden", "/hidden", oidc(
+                issuer, audience_required=[DEFAULT_RESOURCE], hide_credentials=True,
+                bearer_token_param_type=["header", "cookie", "query"], bearer_token_cookie_name="at",
+            )),
         ],
     )
     # the service-level instance applies to /svc only because the other routes have their own
@@ -220,3 +224,31 @@ def test_happy_path_pdk_calls_with_path_and_method_policies(stack, oidc_provider
 def test_rejection_makes_few_pdk_calls(stack):
     _, line = call(stack, "/api/x", "not-a-jwt")
     assert line["pdk_calls"]["oidc"] <= 3
+
+
+@pytest.mark.parametrize("where", ["header", "cookie", "query"])
+def test_hide_credentials_keeps_the_token_from_the_upstream(stack, oidc_provider, where):
+    token = oidc_provider.client_credentials_token(scope="read")
+    emu, client = stack
+    headers = {"Cookie": "theme=dark"}
+    path = "/hidden/x?keep=1"
+    if where == "header":
+        headers["Authorization"] = f"Bearer {token}"
+    elif where == "cookie":
+        headers["Cookie"] = f"theme=dark; at={token}"
+    else:
+        path = f"/hidden/x?keep=1&access_token={token}"
+    response = client.get(path, headers=headers)
+    assert response.status_code == 200
+    echoed = response.json()
+    assert token not in json.dumps(echoed)
+    assert upstream_headers(response)["cookie"] == ["theme=dark"]
+    assert "keep=1" in echoed["query"]
+
+
+def test_token_sent_two_ways_is_invalid_request(stack, oidc_provider):
+    token = oidc_provider.client_credentials_token(scope="read")
+    _, client = stack
+    response = client.get(f"/hidden/x?access_token={token}", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 400
+    assert 'error="invalid_request"' in response.headers["www-authenticate"]
