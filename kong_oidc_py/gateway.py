@@ -91,6 +91,10 @@ class Gateway:
             from .login import BrowserFlow
 
             self.browser = BrowserFlow(config, self.provider, self.verifier)
+        if not config.audience_required:
+            # RFC 9068 4: a resource server must check that it is the token's audience. Allowed
+            # (Kong Enterprise allows it too), but every token of this issuer is then good here.
+            log.warning("oidc: audience_required is empty for issuer %s: any audience is accepted", config.issuer)
         self.provider.warm_start()
 
     # -- the decision ---------------------------------------------------------------------
