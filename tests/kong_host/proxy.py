@@ -70,7 +70,9 @@ class Handler(BaseHTTPRequestHandler):
             method=self.command,
             request_uri=self.path,
             http_version=self.request_version,
-            headers=list(self.headers.items()),
+            # nginx hands Lua the header bytes as they came; http.server decoded them as
+            # latin-1, so recover the bytes and carry them as surrogate-escaped str (see rpc.py).
+            headers=[(k, v.encode("latin-1").decode("utf-8", "surrogateescape")) for k, v in self.headers.items()],
             body=body,
             client_ip=self.client_address[0],
             client_port=self.client_address[1],
@@ -93,7 +95,7 @@ class Handler(BaseHTTPRequestHandler):
             lines.append("Connection: close")
         else:
             lines.append("Connection: keep-alive")
-        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
         data = raw + (payload if self.command != "HEAD" else b"")
         try:
             self.wfile.write(data)
@@ -273,7 +275,8 @@ class Engine:
             conn = http.client.HTTPConnection(thost, tport, timeout=svc.get("read_timeout", 60000) / 1000)
             conn.putrequest(ctx.upstream_method or ctx.method, path, skip_host=True, skip_accept_encoding=True)
             for k, v in hdrs:
-                conn.putheader(k, v)
+                # the original bytes again (see RequestCtx headers): nginx forwards them as sent
+                conn.putheader(k, v.encode("utf-8", "surrogateescape") if isinstance(v, str) else v)
             if ctx.body or ctx.method in ("POST", "PUT", "PATCH"):
                 conn.putheader("Content-Length", str(len(ctx.body)))
             conn.endheaders(ctx.body or None)

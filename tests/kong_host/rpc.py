@@ -90,8 +90,9 @@ class RpcClient:
         s = self._get_conn()
         try:
             s.settimeout(self.read_timeout)
-            s.sendall(msgpack.packb(frame, use_bin_type=True))
-            unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+            # Lua strings are bytes: surrogate-escaped str goes out as the original bytes, as Kong sends them.
+            s.sendall(msgpack.packb(frame, use_bin_type=True, unicode_errors="surrogateescape"))
+            unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, unicode_errors="surrogateescape")
             while True:
                 try:
                     chunk = s.recv(4096)  # receiveany(4096)
