@@ -19,9 +19,10 @@ import json
 import logging
 import re
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
+
+from cachetools import LRUCache
 
 from .claims import build_upstream_headers, claim_values, identity_header_names
 from .config import PluginConfig, parse_config
@@ -288,9 +289,9 @@ class Gateway:
 
 # -- one Gateway per config per process ---------------------------------------------------
 
-_GATEWAYS: "OrderedDict[str, Gateway]" = OrderedDict()
+# Bounded: every config change makes a new Gateway (Kong restarts instances on any change).
+_GATEWAYS: LRUCache = LRUCache(maxsize=64)
 _GATEWAYS_LOCK = threading.Lock()
-_MAX_GATEWAYS = 64
 # Kong stamps these on every config; they change without the config changing.
 _VOLATILE_KEYS = ("__seq__", "__key__")
 
@@ -306,14 +307,7 @@ def gateway_for(raw: Mapping[str, Any]) -> Gateway:
     with _GATEWAYS_LOCK:
         gateway = _GATEWAYS.get(key)
         if gateway is not None:
-            _GATEWAYS.move_to_end(key)
             return gateway
     gateway = Gateway(parse_config(raw))
     with _GATEWAYS_LOCK:
-        existing = _GATEWAYS.get(key)
-        if existing is not None:
-            return existing
-        _GATEWAYS[key] = gateway
-        while len(_GATEWAYS) > _MAX_GATEWAYS:
-            _GATEWAYS.popitem(last=False)
-    return gateway
+        return _GATEWAYS.setdefault(key, gateway)

@@ -57,7 +57,7 @@ In a browser: open {kong}/app/hello?x=1, sign in as alice / alice-password, land
 sign out at {kong}/app/logout.
 
 Every request writes one JSON log line (Kong's serializer shape, with the plugin's "oidc" fields)
-to the emulator's log file printed above the banner. Ctrl-C stops the demo.
+to the emulator's log file printed below. Ctrl-C stops the demo.
 """
 
 
