@@ -73,6 +73,19 @@ class Claims:
     expires_at: float | None = None
 
 
+# Claims on the hot path: the frozen dataclass __init__ goes through object.__setattr__ per
+# field; the slot descriptors set the same fields at about half the cost.
+_new_claims = object.__new__
+_set_data = Claims.data.__set__  # type: ignore[attr-defined]
+_set_hash = Claims.token_hash.__set__  # type: ignore[attr-defined]
+_set_kid = Claims.kid.__set__  # type: ignore[attr-defined]
+_set_alg = Claims.alg.__set__  # type: ignore[attr-defined]
+_set_expires = Claims.expires_at.__set__  # type: ignore[attr-defined]
+
+# Distinct verified header segments remembered per Verifier (one per signing key in practice).
+_MAX_HEADERS = 64
+
+
 def normalize_type(value: str) -> str:
     """RFC 7515 4.1.9: compare case-insensitively, `application/` optional when no other `/`."""
     value = value.lower()
@@ -266,6 +279,7 @@ class Verifier:
         self._reject_id_tokens = options.reject_id_tokens
         self._aud_only = options.audience_claims == (("aud",),)
         self._max_size = options.max_token_size
+        self._headers: dict[bytes, tuple[str, str | None]] = {}
         self.cache: TokenCache[Claims] | None = (
             TokenCache(options.token_cache_size, options.cache_ttl)
             if options.cache_ttl > 0 and options.token_cache_size > 0
@@ -299,6 +313,52 @@ class Verifier:
         if len(parts) != 3 or not (parts[0] and parts[1] and parts[2]):
             raise _fail("malformed", "not three base64url segments")
         header_b64, payload_b64, signature_b64 = parts
+        # An issuer signs every token of one key with the same header bytes: its checked
+        # (alg, kid) is remembered per Verifier, but only for headers that have already carried
+        # a valid signature, so hostile headers cannot fill or churn the table.
+        known = self._headers.get(header_b64)
+        if known is None:
+            alg, kid = self._check_header(header_b64)
+        else:
+            alg, kid = known
+
+        if alg in HMAC_ALGS:
+            key: Any = self.options.hmac_secret
+        else:
+            try:
+                key = self.provider.key_for(kid, alg)
+            except ProviderError as err:
+                raise InvalidToken("keys_unavailable", "The signing keys are not available", err.reason) from None
+        payload = _b64decode(payload_b64)  # decoded now so bad base64 is "malformed", parsed later
+        signature = _b64decode(signature_b64)
+        signing_input = raw[: len(header_b64) + 1 + len(payload_b64)]
+        try:
+            _VERIFY[alg](key, signature, signing_input)
+        except InvalidSignature:
+            raise _fail("bad_signature", f"kid={kid!r:.70} alg={alg}") from None
+
+        # Only now is anything in the payload trusted.
+        data = _DECODER.decode(payload.decode("utf-8"))
+        if type(data) is not dict:
+            raise _fail("malformed", "payload is not a JSON object")
+        expires_at = self._check_claims(data, now)
+        claims = _new_claims(Claims)
+        _set_data(claims, data)
+        _set_hash(claims, digest[:6].hex())
+        _set_kid(claims, kid)
+        _set_alg(claims, alg)
+        _set_expires(claims, expires_at)
+        if known is None:
+            headers = self._headers
+            if len(headers) >= _MAX_HEADERS:
+                headers.clear()
+            headers[header_b64] = (alg, kid)
+        if cache is not None:
+            cache.put(digest, claims, now, None if expires_at is None else expires_at + self._leeway)
+        return claims
+
+    def _check_header(self, header_b64: bytes) -> tuple[str, str | None]:
+        """(alg, kid) of a header that passes every header rule; InvalidToken otherwise."""
         header = _DECODER.decode(_b64decode(header_b64).decode("utf-8"))
         if type(header) is not dict:
             raise _fail("malformed", "header is not a JSON object")
@@ -322,31 +382,7 @@ class Verifier:
         kid = header.get("kid")
         if kid is not None and type(kid) is not str:
             raise _fail("malformed", "kid is not a string")
-
-        if alg in HMAC_ALGS:
-            key: Any = self.options.hmac_secret
-        else:
-            try:
-                key = self.provider.key_for(kid, alg)
-            except ProviderError as err:
-                raise InvalidToken("keys_unavailable", "The signing keys are not available", err.reason) from None
-        payload = _b64decode(payload_b64)  # decoded now so bad base64 is "malformed", parsed later
-        signature = _b64decode(signature_b64)
-        signing_input = raw[: len(header_b64) + 1 + len(payload_b64)]
-        try:
-            _VERIFY[alg](key, signature, signing_input)
-        except InvalidSignature:
-            raise _fail("bad_signature", f"kid={kid!r:.70} alg={alg}") from None
-
-        # Only now is anything in the payload trusted.
-        data = _DECODER.decode(payload.decode("utf-8"))
-        if type(data) is not dict:
-            raise _fail("malformed", "payload is not a JSON object")
-        expires_at = self._check_claims(data, now)
-        claims = Claims(data, digest[:6].hex(), kid, alg, expires_at)
-        if cache is not None:
-            cache.put(digest, claims, now, None if expires_at is None else expires_at + self._leeway)
-        return claims
+        return alg, kid
 
     def _check_claims(self, data: dict, now: float) -> float | None:
         """The registered claims; returns exp (or None when absent and allowed)."""

@@ -1,0 +1,152 @@
+"""PDK calls per request on each path of the plugin, and the round trip of one PDK call.
+
+    .venv/bin/python bench/pdk.py [--json] [--quick]
+
+Round trip: the probe plugin server (tests/fixtures/probe_plugin.py, kong-pdk 0.36 like ours)
+behind the emulated Kong, on two routes: one whose access handler makes no PDK call and one
+that makes N calls of `kong.request.get_method` (a no-op read). wrk with one connection
+(latency = service time, no queueing) measures p50 on both, alternating, over several rounds;
+one call = (p50[N] - p50[0]) / N, median of rounds. The same runs give the cost of an access
+event that makes no call (p50[0] - p50[no plugin]).
+
+Calls per path: requests through the emulator to our real plugin server; the counts come from
+the emulator's log lines (`pdk_calls.oidc`). Paths: bearer accepted, bearer rejected, public
+route (policy public), redirect to login (authorization_code), session (cookie minted with the
+plugin's own session store from the same config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import dump, echo_upstream, kong, kong_config, log_lines, oidc_plugin, wrk  # noqa: E402
+
+import httpx  # noqa: E402
+
+from tests.support.fake_idp import FakeIdP  # noqa: E402
+from tests.support.keys import claims, rsa_key  # noqa: E402
+
+SESSION_SECRET = "bench-session-secret-0123456789abcdef"
+
+
+def probe_routes(n: int) -> dict:
+    calls = json.dumps([{"call": "kong.request.get_method"}] * n)
+    return {
+        "/none": None,
+        "/p0": [{"name": "probe", "config": {"actions": "[]"}}],
+        "/pn": [{"name": "probe", "config": {"actions": calls}}],
+    }
+
+
+def measure_rtt(echo_port: int, *, rounds: int, duration: float, n: int = 20) -> dict:
+    """Round trip of one PDK call through the emulator (see module doc)."""
+    p50: dict[str, list[float]] = {"/none": [], "/p0": [], "/pn": []}
+    with kong(kong_config(echo_port, probe_routes(n)), servers=("probe",)) as (port, _):
+        base = f"http://127.0.0.1:{port}"
+        wrk(base + "/p0", connections=1, duration=1)  # warm up: instances started, connections open
+        for r in range(rounds):
+            order = list(p50) if r % 2 == 0 else list(p50)[::-1]
+            for path in order:
+                p50[path].append(wrk(base + path, connections=1, duration=duration)["p50_ms"])
+    per_call = [(pn - p0) / n * 1000 for pn, p0 in zip(p50["/pn"], p50["/p0"])]
+    event = [(p0 - none) * 1000 for p0, none in zip(p50["/p0"], p50["/none"])]
+    return {
+        "pdk_call_rtt_us": statistics.median(per_call),
+        "pdk_call_rtt_us_rounds": [round(x, 1) for x in per_call],
+        "empty_event_us": statistics.median(event),
+        "p50_ms": {k: statistics.median(v) for k, v in p50.items()},
+        "calls_in_probe": n,
+        "method": f"wrk -c1, p50 of {n} x kong.request.get_method minus p50 of no call, /{n}; "
+                  f"median of {rounds} rounds of {duration:g}s",
+    }
+
+
+def calls_per_path(echo_port: int) -> dict:
+    from kong_oidc_py.config import parse_config
+    from kong_oidc_py.session.model import Session
+    from kong_oidc_py.session.store import build_session_store
+
+    key = rsa_key("bench-rsa")
+    with FakeIdP() as idp:
+        idp.set_keys(key)
+        issuer = idp.issuer
+        web_cfg = dict(auth_methods=["authorization_code", "session", "bearer"], client_id="web",
+                       client_secret="web-secret", redirect_uri="http://127.0.0.1/web/callback",
+                       session_secret=SESSION_SECRET, session_cookie_secure=False, audience_required=["api"])
+        routes = {
+            "/api": oidc_plugin(issuer, audience_required=["api"]),
+            "/pub": oidc_plugin(issuer, audience_required=["api"],
+                                policies=[{"name": "docs", "paths": ["/pub"], "public": True}]),
+            "/web": oidc_plugin(issuer, **web_cfg),
+        }
+        token = key.sign(claims(issuer, lifetime=3600))
+        out: dict = {}
+        with kong(kong_config(echo_port, routes)) as (port, prefix):
+            base = f"http://127.0.0.1:{port}"
+            with httpx.Client(base_url=base, timeout=30, follow_redirects=False) as client:
+                def count(name, method, path, headers, expect):
+                    client.request(method, path, headers=headers)  # warm (instance start, key fetch)
+                    before = len(log_lines(prefix))
+                    response = client.request(method, path, headers=headers)
+                    deadline = time.monotonic() + 10
+                    lines = log_lines(prefix)
+                    while len(lines) <= before and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                        lines = log_lines(prefix)
+                    line = lines[-1]
+                    ok = response.status_code in expect
+                    out[name] = {"pdk_calls": line.get("pdk_calls", {}).get("oidc"), "status": response.status_code,
+                                 "decision": (line.get("oidc") or {}).get("decision"), "as_expected": ok}
+
+                bearer = {"Authorization": f"Bearer {token}"}
+                count("bearer_accepted", "GET", "/api/x", bearer, {200})
+                count("bearer_rejected", "GET", "/api/x", {"Authorization": "Bearer not-a-jwt"}, {401})
+                count("public_route", "GET", "/pub/x", {}, {200})
+                count("redirect_to_login", "GET", "/web/x", {"Accept": "text/html", "Sec-Fetch-Mode": "navigate",
+                                                            "Sec-Fetch-Dest": "document"}, {302})
+                try:
+                    cfg = parse_config({"issuer": issuer, **web_cfg})
+                    store = build_session_store(cfg)
+                    now = time.time()
+                    session = Session.new(subject="user-1", issuer=issuer, access_token=token, id_token=None,
+                                          refresh_token=None, expires_at=now + 3600, now=now)
+                    cookie = "; ".join(c.split(";", 1)[0] for c in store.save(session, {}, now))
+                    count("session", "GET", "/web/x", {"Cookie": cookie}, {200})
+                except Exception as exc:  # noqa: BLE001 - the login flow is another engineer's work in progress
+                    out["session"] = {"pending": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def run(quick: bool) -> dict:
+    with echo_upstream() as echo_port:
+        rtt = measure_rtt(echo_port, rounds=1 if quick else 5, duration=1 if quick else 3, n=5 if quick else 20)
+        paths = calls_per_path(echo_port)
+    return {"rtt": rtt, "paths": paths}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    report = run(args.quick)
+    if args.json:
+        dump(report, True)
+        return report
+    r = report["rtt"]
+    print(f"one PDK call round trip: {r['pdk_call_rtt_us']:.0f} us (rounds {r['pdk_call_rtt_us_rounds']}); "
+          f"an access event with no call: {r['empty_event_us']:.0f} us  [{r['method']}]")
+    for name, v in report["paths"].items():
+        print(f"  {name:18} {v}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

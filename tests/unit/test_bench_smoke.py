@@ -1,0 +1,51 @@
+"""Each bench script still runs (tiny --quick sizes) and prints one valid JSON object.
+
+No timing is asserted here: performance claims live in bench/ (bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _run(name: str) -> dict:
+    proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--quick", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_verify_bench_runs():
+    out = _run("verify")
+    for alg in ("RS256", "PS256", "ES256", "EdDSA"):
+        assert {"first_sight", "repeat", "floor", "pyjwt", "joserfc", "jwcrypto", "authlib"} <= out[alg].keys()
+
+
+def test_idp_protection_bench_runs():
+    out = _run("idp_protection")
+    assert out["cold_start"]["discovery_fetches"] >= 1
+    assert "p99_ratio" in out["hang"]
+
+
+@pytest.mark.skipif(not shutil.which("wrk") and not Path("/usr/bin/wrk").exists(), reason="wrk not installed")
+def test_pdk_bench_runs():
+    out = _run("pdk")
+    assert out["rtt"]["pdk_call_rtt_us"] is not None
+    assert out["paths"]["bearer_accepted"]["pdk_calls"] >= 1
+
+
+@pytest.mark.skipif(not Path("/usr/bin/wrk").exists(), reason="wrk not installed")
+def test_e2e_and_scaling_bench_run():
+    pytest.importorskip("envoy")
+    out = _run("e2e")
+    assert {"kong_none", "kong_repeat", "kong_first", "envoy_none", "envoy_jwt"} <= out["results"].keys()
+    out = _run("scaling")
+    assert out["memory"]["cache_len"] <= 10000
