@@ -6,6 +6,7 @@ every loop is bounded.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -209,3 +210,17 @@ def median_of(runs: list[dict]) -> dict:
 def dump(report: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report, default=str))
+
+
+def bench_main(argv: list[str] | None, doc: str, run: Any, show: Any) -> dict:
+    """The shared command line of every bench script: `--quick` sizes, `--json` output."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
+    args = ap.parse_args(argv)
+    report = run(args.quick)
+    if args.json:
+        dump(report, True)
+    else:
+        show(report)
+    return report

@@ -19,7 +19,6 @@ Each figure is the median of rounds; targets alternate order per round (the 2 co
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -30,7 +29,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (ENVOY, child, dump, echo_upstream, free_port, header_script, kong, kong_config,  # noqa: E402
+from _common import (bench_main, ENVOY, child, dump, echo_upstream, free_port, header_script, kong, kong_config,  # noqa: E402
                      log_lines, oidc_plugin, wrk)
 from pdk import measure_rtt  # noqa: E402
 
@@ -234,15 +233,7 @@ def run(quick: bool) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    report = run(args.quick)
-    if args.json:
-        dump(report, True)
-        return report
+def show(report: dict) -> None:
     print(f"{'target':16} {'conns':>5} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}")
     for name, by_c in report["results"].items():
         for c, r in by_c.items():
@@ -255,7 +246,10 @@ def main(argv: list[str] | None = None) -> dict:
           f" vs floor incl. the event {o['floor_with_event_us']:.0f} us: {o['ours_repeat_over_floor_with_event']:.2f}")
     print(f"PDK calls per request {report['pdk_calls_per_request']}; JWKS fetches during runs {report['jwks_fetches_during_runs']}")
     print(report["method"])
-    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return bench_main(argv, __doc__, run, show)
 
 
 if __name__ == "__main__":

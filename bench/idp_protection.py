@@ -17,7 +17,6 @@ requests through it would measure the emulator's queue, not the plugin's fetch d
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import statistics
@@ -26,7 +25,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import dump  # noqa: E402
+from _common import bench_main, dump  # noqa: E402
 
 from kong_oidc_py.errors import InvalidToken  # noqa: E402
 from kong_oidc_py.provider import Provider, ProviderSettings  # noqa: E402
@@ -168,18 +167,13 @@ def run(quick: bool) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    report = run(args.quick)
-    if args.json:
-        dump(report, True)
-        return report
+def show(report: dict) -> None:
     for k, v in report.items():
         print(f"{k:13} {v}")
-    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return bench_main(argv, __doc__, run, show)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ plugin's own session store from the same config).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -26,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import dump, echo_upstream, kong, kong_config, log_lines, oidc_plugin, wrk  # noqa: E402
+from _common import bench_main, dump, echo_upstream, kong, kong_config, log_lines, oidc_plugin, wrk  # noqa: E402
 
 import httpx  # noqa: E402
 
@@ -131,21 +130,16 @@ def run(quick: bool) -> dict:
     return {"rtt": rtt, "paths": paths}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    report = run(args.quick)
-    if args.json:
-        dump(report, True)
-        return report
+def show(report: dict) -> None:
     r = report["rtt"]
     print(f"one PDK call round trip: {r['pdk_call_rtt_us']:.0f} us (rounds {r['pdk_call_rtt_us_rounds']}); "
           f"an access event with no call: {r['empty_event_us']:.0f} us  [{r['method']}]")
     for name, v in report["paths"].items():
         print(f"  {name:18} {v}")
-    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return bench_main(argv, __doc__, run, show)
 
 
 if __name__ == "__main__":

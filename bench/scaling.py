@@ -13,7 +13,6 @@ memory   core level: N distinct valid HS256 tokens (cheap to mint, same cache pa
 
 from __future__ import annotations
 
-import argparse
 import base64
 import gc
 import hashlib
@@ -26,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import dump, echo_upstream, header_script, kong, kong_config, oidc_plugin, wrk  # noqa: E402
+from _common import bench_main, dump, echo_upstream, header_script, kong, kong_config, oidc_plugin, wrk  # noqa: E402
 
 from tests.support.fake_idp import FakeIdP  # noqa: E402
 from tests.support.keys import claims, rsa_key  # noqa: E402
@@ -103,19 +102,14 @@ def run(quick: bool) -> dict:
     return {"modes": modes(quick), "memory": memory(20_000 if quick else 1_000_000)}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    report = run(args.quick)
-    if args.json:
-        dump(report, True)
-        return report
+def show(report: dict) -> None:
     for k, v in report["modes"].items():
         print(f"{k:18} {v}")
     print(f"memory             {report['memory']}")
-    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return bench_main(argv, __doc__, run, show)
 
 
 if __name__ == "__main__":
