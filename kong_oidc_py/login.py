@@ -18,14 +18,14 @@ import base64
 import hashlib
 import hmac
 import html
+import json
 import logging
 import secrets
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Mapping
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
-from .claims import claim_values
 from .errors import AuthError, InvalidToken, MissingToken, ProviderError
 from .session.cookie import parse_cookie_header
 from .session.locks import SessionStoreError
@@ -45,6 +45,8 @@ log = logging.getLogger("kong_oidc_py")
 # Refresh this long before the access token expires, so a request never carries a token that
 # expires on its way upstream.
 REFRESH_MARGIN = 10
+# How long a refresh result is handed to requests that still carry the pre-refresh cookie.
+RECENT_REFRESH_TTL = 30
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -81,12 +83,53 @@ def _first(headers: Mapping[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
+# Characters kept as they are in the return URL; everything else (controls, CR/LF, spaces,
+# backslashes, non-ASCII) is percent-encoded, so the Location header can never be split and a
+# browser can never read the path as another origin.
+_PATH_SAFE = "/-._~!$&'()*+,;=:@%"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
 def _safe_return_path(path: str, raw_query: str) -> str:
     # Only a same-origin path may come back out of the cookie: "//evil" and "\\evil" are
     # scheme-relative URLs to a browser.
-    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+    if not isinstance(path, str) or not path.startswith("/") or path.startswith("//") or "\\" in path:
         path = "/"
-    return path + ("?" + raw_query if raw_query else "")
+    path = quote(path, safe=_PATH_SAFE)
+    query = quote(raw_query, safe=_QUERY_SAFE) if isinstance(raw_query, str) and raw_query else ""
+    return path + ("?" + query if query else "")
+
+
+def _single(value: Any) -> str | None:
+    """One query parameter value as kong.request.get_query gives it: a string, a list when the
+    name repeats (refused: an ambiguous callback), True for a bare name (refused)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        return value[0]
+    return None
+
+
+def _token_lifetime(token: str) -> int | None:
+    """exp - iat of a JWT access token we stored ourselves (sealed in the session), used only to
+    pick the refresh margin; None for opaque tokens."""
+    try:
+        payload = token.split(".")[1]
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp, iat = data.get("exp"), data.get("iat")
+    except (IndexError, ValueError, TypeError, AttributeError):
+        return None
+    if isinstance(exp, (int, float)) and isinstance(iat, (int, float)) and not isinstance(exp, bool) and not isinstance(iat, bool):
+        return int(exp - iat)
+    return None
+
+
+def refresh_due(access_token: str, expires_at: float, now: float) -> bool:
+    """Refresh REFRESH_MARGIN seconds before expiry, or a quarter of the token's lifetime for
+    short-lived tokens (a 4 s token is not refreshed on every request)."""
+    lifetime = _token_lifetime(access_token)
+    margin = REFRESH_MARGIN if lifetime is None else max(0, min(REFRESH_MARGIN, lifetime // 4))
+    return expires_at - margin <= now
 
 
 def _page(status: int, title: str, message: str, retry: str | None = None) -> tuple[int, str, dict[str, str]]:
@@ -133,8 +176,9 @@ class BrowserFlow:
         self.login_enabled = "authorization_code" in config.auth_methods
         self.session_enabled = True
         self.redirect_path = urlsplit(config.redirect_uri).path if config.redirect_uri else None
-        self._refresh_locks: dict[str, threading.Lock] = {}
         self._refresh_guard = threading.Lock()
+        # (session id, hash of the spent refresh token) -> (when, refreshed session)
+        self._refreshed: dict[tuple[str, str], tuple[float, Session]] = {}
 
     # -- entry point ----------------------------------------------------------------------
 
@@ -209,7 +253,7 @@ class BrowserFlow:
 
     def _callback(self, req: "RequestView", cookie_header: str, gw: "Gateway", policy: "MatchedPolicy") -> "Outcome":
         query = req.query()
-        q = {k: (v[0] if isinstance(v, list) and v and isinstance(v[0], str) else None) for k, v in query.items()}
+        q = {k: _single(v) for k, v in query.items() if isinstance(k, str)}
         cookies = parse_cookie_header(cookie_header)
         state_value = q.get("state")
         pending, clear_cookies = self.authorizations.pop(state_value, cookies, time.time()) if state_value else (None, [])
@@ -313,10 +357,12 @@ class BrowserFlow:
         if session is None:
             return self._session_failed(req, cookies, gw, policy, reason or "no_session")
         set_cookies: list[str] = []
-        if session.expires_at - REFRESH_MARGIN <= now:
+        refreshed = False
+        if refresh_due(session.access_token, session.expires_at, now):
             session, refreshed_cookies, reason = self._refresh(session, cookies, now)
             if session is None:
                 return self._session_failed(req, cookies, gw, policy, reason)
+            refreshed = reason == "refreshed"
             set_cookies += refreshed_cookies
         try:
             claims = self._session_claims(session)
@@ -340,12 +386,15 @@ class BrowserFlow:
                 extra_clear.append("cookie")
         else:
             extra_set["Cookie"] = upstream_cookie
-        return gw._allow(
+        outcome = gw._allow(
             req, claims, policy_name=policy.name, decision="allow", auth_method="session",
             extra_set=extra_set, extra_clear=extra_clear,
             response_headers={"Set-Cookie": set_cookies} if set_cookies else None,
             consumer=consumer, credential=credential,
         )
+        if refreshed:
+            outcome.log["refreshed"] = True  # this request made the token-endpoint call
+        return outcome
 
     def _session_claims(self, session: Session) -> Claims:
         try:
@@ -369,32 +418,59 @@ class BrowserFlow:
         return outcome
 
     def _refresh(self, session: Session, cookies: Mapping[str, str], now: float) -> tuple[Session | None, list[str], str]:
+        """Single-flight per session: in this process (a lock per session id, plus the result
+        kept briefly for the waiters, since with cookie storage their cookies still hold the old
+        tokens) and across processes (the store's refresh lock, then a reload from Redis)."""
         if not self.config.refresh_tokens or not session.refresh_token:
             return None, [], "session_expired"
-        with self._lock_for(session.id):
-            # Another thread may have refreshed while we waited: reload and reuse its result.
+        key = (session.id, hashlib.sha256(session.refresh_token.encode()).hexdigest())
+        with self.sessions.refresh_lock(session):
+            done = self._recent_refresh(key, now)
+            if done is not None:
+                # Cookie storage: this request's cookie still holds the old tokens, re-issue it.
+                # Redis storage: the cookie only names the session, which is already updated.
+                return done, (self.sessions.save(done, cookies, now) if self.sessions.kind == "c" else []), ""
+            # Another process may have refreshed while we waited: reuse its result.
             latest, _ = self.sessions.reload(session, cookies, now)
-            if latest is not None and latest.expires_at - REFRESH_MARGIN > now:
-                return latest, self.sessions.save(latest, cookies, now) if latest is not session else [], ""
-            with self.sessions.refresh_lock(session):
-                latest, _ = self.sessions.reload(session, cookies, now)
-                if latest is not None and latest.expires_at - REFRESH_MARGIN > now:
-                    return latest, self.sessions.save(latest, cookies, now), ""
-                try:
-                    endpoint = self.provider.metadata()["token_endpoint"]
-                    tokens = self.tokens.refresh(endpoint, refresh_token=session.refresh_token)
-                    claims = self._access_claims_for_refresh(tokens)
-                except (ProviderError, TokenError, InvalidToken, KeyError) as err:
-                    log.info("oidc: refresh failed: %s", getattr(err, "reason", None) or getattr(err, "error", type(err).__name__))
-                    return None, [], "refresh_failed"
-                refreshed = session.with_tokens(
-                    access_token=tokens.access_token,
-                    id_token=tokens.id_token or session.id_token,
-                    refresh_token=tokens.refresh_token or session.refresh_token,
-                    expires_at=self._expires_at(tokens, claims, now),
-                    now=now,
-                )
-                return refreshed, self.sessions.save(refreshed, cookies, now), ""
+            if latest is not None and latest.access_token != session.access_token \
+                    and not refresh_due(latest.access_token, latest.expires_at, now):
+                return latest, [], ""
+            try:
+                endpoint = self.provider.metadata()["token_endpoint"]
+                tokens = self.tokens.refresh(endpoint, refresh_token=session.refresh_token)
+                claims = self._access_claims_for_refresh(tokens)
+            except (ProviderError, TokenError, InvalidToken, KeyError) as err:
+                log.info("oidc: refresh failed: %s", getattr(err, "reason", None) or getattr(err, "error", type(err).__name__))
+                return None, [], "refresh_failed"
+            refreshed = session.with_tokens(
+                access_token=tokens.access_token,
+                id_token=tokens.id_token or session.id_token,
+                refresh_token=tokens.refresh_token or session.refresh_token,
+                expires_at=self._expires_at(tokens, claims, now),
+                now=now,
+            )
+            set_cookies = self.sessions.save(refreshed, cookies, now)
+            self._remember_refresh(key, refreshed, now)
+            return refreshed, set_cookies, "refreshed"
+
+    def _recent_refresh(self, key: tuple[str, str], now: float) -> Session | None:
+        with self._refresh_guard:
+            hit = self._refreshed.get(key)
+            if hit is None:
+                return None
+            at, session = hit
+            if now - at > RECENT_REFRESH_TTL:
+                del self._refreshed[key]
+                return None
+            return session
+
+    def _remember_refresh(self, key: tuple[str, str], session: Session, now: float) -> None:
+        with self._refresh_guard:
+            for k in [k for k, (at, _) in self._refreshed.items() if now - at > RECENT_REFRESH_TTL]:
+                del self._refreshed[k]
+            if len(self._refreshed) >= 10000:
+                self._refreshed.clear()
+            self._refreshed[key] = (now, session)
 
     def _access_claims_for_refresh(self, tokens: TokenResponse) -> Claims:
         try:
@@ -404,15 +480,6 @@ class BrowserFlow:
                 raise
             return Claims(data={}, token_hash="", kid=None, alg="", expires_at=None)
 
-    def _lock_for(self, session_id: str) -> threading.Lock:
-        with self._refresh_guard:
-            lock = self._refresh_locks.get(session_id)
-            if lock is None:
-                if len(self._refresh_locks) > 10000:
-                    self._refresh_locks.clear()
-                lock = self._refresh_locks[session_id] = threading.Lock()
-            return lock
-
     # -- logout ---------------------------------------------------------------------------
 
     def _logout(self, req: "RequestView", cookie_header: str, gw: "Gateway", policy: "MatchedPolicy") -> "Outcome":
@@ -421,7 +488,9 @@ class BrowserFlow:
         h = req.headers
         site = (_first(h, "sec-fetch-site") or "").lower()
         origin = _first(h, "origin")
-        if site == "cross-site" or (origin is not None and not self._same_origin(req, origin)):
+        # Fetch Metadata first (a same-site page on another port is still another origin), then
+        # Origin: only this origin, or the user typing the URL ("none"), may end the session.
+        if site not in ("", "same-origin", "none") or (origin is not None and not self._same_origin(req, origin)):
             return self._page_outcome(gw, policy, "cross_site_logout",
                                       *_page(403, "Sign-out refused", "A sign-out must come from this site."))
         cookies = parse_cookie_header(cookie_header)

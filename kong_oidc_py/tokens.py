@@ -11,7 +11,7 @@ import base64
 import json
 from dataclasses import dataclass
 from typing import Any, Mapping
-from urllib.parse import quote
+from urllib.parse import quote_plus
 
 import httpx
 
@@ -76,7 +76,8 @@ class TokenClient:
         if self._auth_method == "client_secret_post":
             form = {**form, "client_id": self._client_id, "client_secret": self._client_secret}
         else:
-            pair = f"{quote(self._client_id, safe='')}:{quote(self._client_secret, safe='')}"
+            # RFC 6749 2.3.1: each part application/x-www-form-urlencoded (space -> "+").
+            pair = f"{quote_plus(self._client_id, safe='')}:{quote_plus(self._client_secret, safe='')}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         try:
             with self._http.stream("POST", endpoint, data=form, headers=headers) as response:
@@ -111,6 +112,8 @@ def _parse(data: Mapping[str, Any]) -> TokenResponse:
     id_token = data.get("id_token")
     refresh = data.get("refresh_token")
     expires_in = data.get("expires_in")
+    if isinstance(expires_in, str) and expires_in.isdigit() and len(expires_in) <= 9:
+        expires_in = int(expires_in)  # some providers send a string
     scope = data.get("scope")
     return TokenResponse(
         access_token=access,
