@@ -15,7 +15,6 @@ import jwt
 import pytest
 
 from tests.support import idp as idp_module
-from tests.support.browser import browser, context, page  # noqa: F401 - fixtures
 from tests.support.idp import (  # noqa: F401 - fixtures
     ALICE,
     DEFAULT_RESOURCE,
