@@ -277,7 +277,9 @@ class BrowserFlow:
             endpoint = self.provider.metadata()["token_endpoint"]
             tokens = self.tokens.exchange_code(endpoint, code=code, redirect_uri=self.config.redirect_uri,
                                                code_verifier=pending.code_verifier)
+            failing = "id_token"
             id_claims = self._verify_id_token(tokens, pending.nonce)
+            failing = "access_token"
             access_claims = self._access_claims(tokens, id_claims)
         except (ProviderError, KeyError):
             return self._page_outcome(gw, policy, "token_endpoint_failed",
@@ -289,8 +291,8 @@ class BrowserFlow:
                                       *_page(401, "Sign-in failed", "The sign-in could not be completed. Start again.", "/"),
                                       set_cookies=clear_cookies)
         except InvalidToken as err:
-            log.info("oidc: id token refused: %s %s", err.reason, getattr(err, "detail", ""))
-            return self._page_outcome(gw, policy, "id_token_" + err.reason,
+            log.info("oidc: %s refused at the callback: %s %s", failing, err.reason, getattr(err, "detail", ""))
+            return self._page_outcome(gw, policy, f"{failing}_{err.reason}",
                                       *_page(401, "Sign-in failed", "The identity provider's answer did not verify.", "/"),
                                       set_cookies=clear_cookies)
         now = time.time()
