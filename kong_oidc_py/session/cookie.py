@@ -94,14 +94,32 @@ def expire_cookie(name: str, attrs: CookieAttributes) -> str:
 class CookieJar(Mapping[str, str]):
     """Parsed Cookie header: name -> value, plus the names that appeared more than once.
 
-    A repeated name keeps its first value here, but `duplicates` lets callers refuse it.
+    A repeated name keeps its first value here, but `duplicates` lets callers refuse it, and
+    `variants` lets them try every reading (see there).
     """
 
-    __slots__ = ("_items", "duplicates")
+    __slots__ = ("_items", "duplicates", "_all")
 
-    def __init__(self, items: dict[str, str], duplicates: frozenset[str] = frozenset()) -> None:
+    def __init__(self, items: dict[str, str], duplicates: frozenset[str] = frozenset(),
+                 all_values: dict[str, list[str]] | None = None) -> None:
         self._items = items
         self.duplicates = duplicates
+        self._all = all_values or {}
+
+    def variants(self, owned: Callable[[str], bool], limit: int = 8) -> Iterator["CookieJar"]:
+        """Jars without duplicates, one per choice of value for each repeated name we own.
+
+        A stale cookie of ours with another Path or Domain cannot be deleted from here, so
+        refusing the ambiguity would send the user to log in on every request. Trying each
+        reading is safe because only a value we sealed decrypts; the browser lists the
+        most specific Path first (RFC 6265 5.4), so that reading is tried first.
+        """
+        names = [n for n in self.duplicates if owned(n)]
+        combos: list[dict[str, str]] = [{}]
+        for name in names:
+            combos = [{**c, name: v} for c in combos for v in self._all.get(name, [])][:limit]
+        for combo in combos:
+            yield CookieJar({**self._items, **combo})
 
     def __getitem__(self, key: str) -> str:
         return self._items[key]
@@ -139,14 +157,16 @@ def parse_cookie_header(header: str | Iterable[str] | None) -> CookieJar:
     """Parse one Cookie header value or a list of them (several Cookie headers)."""
     items: dict[str, str] = {}
     duplicates: set[str] = set()
+    all_values: dict[str, list[str]] = {}
     for name, value, _ in _pairs(header):
         if not name:
             continue
+        all_values.setdefault(name, []).append(value)
         if name in items:
             duplicates.add(name)
             continue
         items[name] = value
-    return CookieJar(items, frozenset(duplicates))
+    return CookieJar(items, frozenset(duplicates), {n: v for n, v in all_values.items() if n in duplicates})
 
 
 def duplicates_of(cookies: Mapping[str, str]) -> frozenset[str]:

@@ -29,6 +29,7 @@ from typing import Any, ContextManager, Iterable, Iterator, Mapping, Protocol, S
 from ..errors import ConfigError
 from .cookie import (
     CookieAttributes,
+    CookieJar,
     CookieTooLarge,
     expire_chunks,
     is_chunk_name,
@@ -220,6 +221,16 @@ class _CookieBase:
         return strip_cookies(header, lambda n: any(is_chunk_name(base, n) for base in names))
 
     def _read_payload(self, cookies: Mapping[str, str]) -> tuple[dict[str, Any] | None, str]:
+        name = self.settings.cookie_name
+        if isinstance(cookies, CookieJar) and any(is_chunk_name(name, n) for n in cookies.duplicates):
+            for jar in cookies.variants(lambda n: is_chunk_name(name, n)):
+                payload, _ = self._read_one(jar)
+                if payload is not None:
+                    return payload, ""
+            return None, "duplicate_cookie"
+        return self._read_one(cookies)
+
+    def _read_one(self, cookies: Mapping[str, str]) -> tuple[dict[str, Any] | None, str]:
         name = self.settings.cookie_name
         value, reason = join_chunks(name, cookies)
         if value is None:

@@ -127,9 +127,22 @@ def test_non_base64_cookie_gives_no_session(store: CookieStore) -> None:
     assert store.load({"session": "1.%%%not-base64%%%"}, T0) == (None, "not_base64")
 
 
-def test_duplicate_session_cookie_gives_no_session(store: CookieStore) -> None:
-    value = saved(store, new_session())["session"]
-    jar = parse_cookie_header(f"session={value}; session={value}")
+@pytest.mark.parametrize("stale_first", [True, False])
+def test_a_stale_duplicate_session_cookie_does_not_hide_the_real_one(store: CookieStore, stale_first: bool) -> None:
+    # A leftover cookie of ours with another Path or Domain cannot be deleted by us; refusing
+    # the ambiguity would send the user to log in on every request (a loop).
+    session = new_session()
+    value = saved(store, session)["session"]
+    stale = "1." + "A" * 40
+    pair = [f"session={stale}", f"session={value}"]
+    jar = parse_cookie_header("; ".join(pair if stale_first else pair[::-1]))
+    loaded, reason = store.load(jar, T0)
+    assert reason == ""
+    assert loaded is not None and loaded.id == session.id
+
+
+def test_duplicate_session_cookies_none_authentic_give_no_session(store: CookieStore) -> None:
+    jar = parse_cookie_header(f"session=1.{'A' * 40}; session=1.{'B' * 40}")
     assert store.load(jar, T0) == (None, "duplicate_cookie")
 
 
