@@ -123,10 +123,55 @@ def calls_per_path(echo_port: int) -> dict:
     return out
 
 
+def measure_direct(*, events: int, n: int = 3) -> dict:
+    """The same two costs with no HTTP and no emulator router: Kong's side of the RPC (the
+    emulator's RpcClient) drives the probe plugin server over its socket, one event at a time.
+    What remains is kong-pdk's own cost (socket, msgpack, a thread per event, queue handoffs)."""
+    import subprocess
+
+    from tests.kong_host.rpc import RpcClient
+
+    probe = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "fixtures", "probe_plugin.py")
+    with tempfile.TemporaryDirectory(prefix="pdk-direct-") as prefix:
+        sock = os.path.join(prefix, "probe.socket")
+        proc = subprocess.Popen([sys.executable, probe, "--kong-prefix", prefix, "--socket-name", "probe.socket",
+                                 "--no-lua-style"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while not os.path.exists(sock) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.2)
+            client = RpcClient(sock, read_timeout=10)
+
+            def median_event_us(actions: list) -> float:
+                config = {"actions": json.dumps(actions), "log_actions": "[]"}
+                iid = client.call("plugin.StartInstance", {"Name": "probe", "Config": json.dumps(config)})["Id"]
+                times = []
+                for _ in range(events):
+                    t0 = time.perf_counter()
+                    reply = client.call("plugin.HandleEvent", {"InstanceId": iid, "EventName": "access"})
+                    while reply["Data"] != "ret":
+                        reply = client.call("plugin.Step", {"EventId": reply["EventId"], "Data": "GET"})
+                    times.append(time.perf_counter() - t0)
+                return statistics.median(times) * 1e6
+
+            empty = median_event_us([])
+            with_calls = median_event_us([{"call": "kong.request.get_method"}] * n)
+        finally:
+            proc.kill()
+            proc.wait()
+    return {
+        "direct_empty_event_us": empty,
+        "direct_pdk_call_us": (with_calls - empty) / n,
+        "direct_method": f"RpcClient over the probe server's socket, {events} events each, median; call = (event with {n} calls - empty) / {n}",
+    }
+
+
 def run(quick: bool) -> dict:
     with echo_upstream() as echo_port:
         rtt = measure_rtt(echo_port, rounds=1 if quick else 5, duration=1 if quick else 3, n=5 if quick else 20)
         paths = calls_per_path(echo_port)
+    rtt.update(measure_direct(events=200 if quick else 3000))
     return {"rtt": rtt, "paths": paths}
 
 
@@ -134,6 +179,8 @@ def show(report: dict) -> None:
     r = report["rtt"]
     print(f"one PDK call round trip: {r['pdk_call_rtt_us']:.0f} us (rounds {r['pdk_call_rtt_us_rounds']}); "
           f"an access event with no call: {r['empty_event_us']:.0f} us  [{r['method']}]")
+    print(f"direct over the socket (kong-pdk alone): one call {r['direct_pdk_call_us']:.0f} us, "
+          f"empty event {r['direct_empty_event_us']:.0f} us  [{r['direct_method']}]")
     for name, v in report["paths"].items():
         print(f"  {name:18} {v}")
 
