@@ -16,6 +16,7 @@ order that fails closed (docs/DESIGN.md "Handler PDK order"):
 from __future__ import annotations
 
 import logging
+import sys
 import traceback
 from typing import Any, Mapping
 
@@ -29,6 +30,16 @@ log = logging.getLogger("kong_oidc_py")
 MAX_HEADERS = 1000
 
 INTERNAL_ERROR_BODY = {"message": "An unexpected error occurred"}
+
+
+def _stack() -> str:
+    """Where it failed and the exception's type, never its message: a message can quote the
+    request (a header value, a token) and logs must never carry a credential."""
+    exc = sys.exc_info()[1]
+    if exc is None:
+        return ""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    return f"{frames}{type(exc).__module__}.{type(exc).__qualname__} (message withheld)"
 
 
 class PdkRequest:
@@ -136,18 +147,18 @@ class Plugin:
         try:
             request = PdkRequest(kong)
         except Exception:  # noqa: BLE001 - nothing has been said to Kong yet; a plain return lets the guard deny
-            log.error("oidc: reading the request failed:\n%s", traceback.format_exc())
+            log.error("oidc: reading the request failed:\n%s", _stack())
             return
         try:
             outcome = self.gateway.handle(request)
         except Exception:  # noqa: BLE001 - a bug must become a 500, never a hung event
-            log.error("oidc: unexpected error:\n%s", traceback.format_exc())
+            log.error("oidc: unexpected error:\n%s", _stack())
             _fail(kong, "internal_error")
             return
         try:
             apply_outcome(kong, outcome)
         except Exception:  # noqa: BLE001
-            log.error("oidc: applying the outcome failed:\n%s", traceback.format_exc())
+            log.error("oidc: applying the outcome failed:\n%s", _stack())
             if outcome.status is None:
                 _fail(kong, "internal_error")
 
@@ -157,4 +168,4 @@ def _fail(kong: Any, reason: str) -> None:
         kong.log.set_serialize_value("oidc", {"decision": "error", "reason": reason})
         kong.response.exit(500, INTERNAL_ERROR_BODY, {})
     except Exception:  # noqa: BLE001 - the guard still denies: no marker was written
-        log.error("oidc: could not send the 500:\n%s", traceback.format_exc())
+        log.error("oidc: could not send the 500:\n%s", _stack())

@@ -147,7 +147,16 @@ def test_gateway_bug_becomes_a_logged_500(caplog):
     assert kong.names == ["kong.request.get_headers", SERIALIZE, EXIT]
     assert kong.calls[-1][1][0] == 500
     assert kong.calls[1][1][1]["decision"] == "error"
-    assert "injected bug" in caplog.text
+    assert "KeyError" in caplog.text and "test_handler.py" in caplog.text
+
+
+def test_a_bug_s_message_never_reaches_the_log(caplog):
+    # An exception message may quote the request; the log gets the stack and the type only.
+    secret = "eyJhbGciOiJSUzI1NiJ9.secret-token-body.sig"
+    with caplog.at_level(logging.ERROR, logger="kong_oidc_py"):
+        plugin_with(StubGateway(exc=ValueError(f"bad header {secret}"))).access(FakeKong())
+    assert "ValueError" in caplog.text
+    assert secret not in caplog.text
 
 
 def test_gateway_bug_never_escapes_access():
