@@ -21,6 +21,12 @@ PRIORITY = 1050
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     dumping = "--dump" in args or "-dump" in args
+    if not dumping and ("-g" in args or "--gevent" in args):
+        # kong-pdk never monkey-patches: in gevent mode one IdP fetch (httpx, blocking) would
+        # stall every request of the process. Threads (default) or -m processes only.
+        sys.stderr.write("kong-oidc-py: -g/--gevent is not supported (blocking IdP calls would "
+                         "serialize all requests); use the default threaded mode or -m\n")
+        raise SystemExit(2)
     # Python-style PDK returns (values, not (value, err) tuples); with real Kong err is never
     # set anyway (shared doc 2.7), and this silences kong-pdk's deprecation notice.
     if "--no-lua-style" not in args:

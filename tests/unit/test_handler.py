@@ -253,3 +253,12 @@ def _static_provider(issuer: str):
     from tests.support.keys import jwks, rsa_key
 
     return Provider.from_jwks(issuer, jwks(rsa_key()))
+
+
+def test_server_refuses_gevent_mode_with_a_clear_message(capsys):
+    from kong_oidc_py.server import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--kong-prefix", "/tmp", "-g"])
+    assert exit_info.value.code == 2
+    assert "gevent" in capsys.readouterr().err
