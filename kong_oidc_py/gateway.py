@@ -24,7 +24,7 @@ from typing import Any, Mapping, Protocol
 
 from cachetools import LRUCache
 
-from .claims import build_upstream_headers, claim_values, identity_header_names
+from .claims import build_upstream_headers, claim_values, identity_header_names, sanitize_header_value
 from .config import PluginConfig, parse_config
 from .errors import AuthError, InvalidToken, MissingToken, render_error
 from .extractor import bearer_removal, extract, query_without_token
@@ -71,6 +71,29 @@ class Outcome:
         return self.status is None
 
 
+# kong/constants.lua HEADERS, as Kong's auth plugins set them (e.g. kong/plugins/jwt/handler.lua
+# set_consumer): each is set when it has a value and cleared otherwise.
+CONSUMER_HEADERS = frozenset({
+    "x-consumer-id", "x-consumer-custom-id", "x-consumer-username", "x-credential-identifier", "x-anonymous-consumer",
+})
+
+
+def consumer_headers(consumer: Mapping[str, Any], credential: Mapping[str, Any] | None) -> dict[str, str]:
+    """The consumer headers with a value; the others are cleared by the spoofed-header rule."""
+    out: dict[str, str] = {}
+    for name, key in (("X-Consumer-ID", "id"), ("X-Consumer-Custom-ID", "custom_id"), ("X-Consumer-Username", "username")):
+        value = consumer.get(key)
+        if isinstance(value, str) and value:
+            out[name] = sanitize_header_value(value) or ""
+    if credential is not None:
+        ident = credential.get("id")
+        if isinstance(ident, str) and ident:
+            out["X-Credential-Identifier"] = sanitize_header_value(ident) or ""
+    else:
+        out["X-Anonymous-Consumer"] = "true"
+    return {k: v for k, v in out.items() if v}
+
+
 def first(headers: Mapping[str, list[str]], name: str) -> str | None:
     values = headers.get(name)
     if isinstance(values, list):
@@ -84,7 +107,10 @@ class Gateway:
     def __init__(self, config: PluginConfig) -> None:
         self.config = config
         self.policies = PolicySet.from_config(config)
-        self.identity_headers = identity_header_names(config)
+        # With consumer mapping or anonymous access we speak for the consumer like Kong's own
+        # auth plugins, so their consumer headers are ours to set and to strip when spoofed.
+        self.sets_consumer = bool(config.consumer_claim or config.anonymous)
+        self.identity_headers = identity_header_names(config) | (CONSUMER_HEADERS if self.sets_consumer else frozenset())
         self.provider: Provider = get_provider(config.issuer, ProviderSettings.from_config(config))
         self.verifier = Verifier(self.provider, VerifyOptions.from_config(config))
         self.browser = None
@@ -179,6 +205,8 @@ class Gateway:
         upstream_set = self.identity(claims)
         if extra_set:
             upstream_set.update(extra_set)
+        if self.sets_consumer and consumer is not None:
+            upstream_set.update(consumer_headers(consumer, credential))
         set_lower = {name.lower() for name in upstream_set}
         owned = self.identity_headers
         if req.headers_truncated:
@@ -241,9 +269,7 @@ class Gateway:
         if cfg.anonymous and err.status == 401:
             anonymous = req.load_consumer(cfg.anonymous, True)
             if anonymous is not None:
-                outcome = self._allow(req, None, policy_name=policy.name, decision="anonymous")
-                outcome.consumer = anonymous
-                outcome.credential = None
+                outcome = self._allow(req, None, policy_name=policy.name, decision="anonymous", consumer=anonymous)
                 outcome.log["reason"] = err.reason
                 outcome.log["consumer"] = anonymous.get("username") or anonymous.get("id")
                 return outcome

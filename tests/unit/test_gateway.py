@@ -251,3 +251,33 @@ def test_log_fields_never_contain_the_token(config, extra, expect):
 def test_allowed_log_fields_name_the_token_by_hash():
     out = gw().handle(FakeRequest(bearer(token())))
     assert len(out.log["token_hash"]) == 12 and out.log["subject"] == "user-1"
+
+
+# -- Kong's consumer headers, as its own auth plugins set them -----------------------------
+
+
+def test_mapped_consumer_sets_kong_consumer_headers_and_clears_a_spoofed_anonymous_flag():
+    alice = {"id": CONSUMER_ID, "username": "user-1"}
+    req = FakeRequest({**bearer(token()), "X-Anonymous-Consumer": "true", "X-Consumer-Custom-ID": "evil"},
+                      consumers={"alice": alice})
+    out = gw(consumer_claim=["sub"]).handle(req)
+    assert out.upstream_set["X-Consumer-ID"] == CONSUMER_ID
+    assert out.upstream_set["X-Consumer-Username"] == "user-1"
+    assert out.upstream_set["X-Credential-Identifier"] == "user-1"
+    assert "x-anonymous-consumer" in out.upstream_clear
+    assert "x-consumer-custom-id" in out.upstream_clear
+
+
+def test_anonymous_access_sets_the_anonymous_consumer_headers():
+    anon = {"id": CONSUMER_ID, "username": "anon"}
+    out = gw(anonymous="anon").handle(FakeRequest({"X-Credential-Identifier": "spoofed"}, consumers={"a": anon}))
+    assert out.upstream_set["X-Anonymous-Consumer"] == "true"
+    assert out.upstream_set["X-Consumer-Username"] == "anon"
+    assert "x-credential-identifier" in out.upstream_clear
+
+
+def test_without_consumer_mapping_consumer_headers_belong_to_other_plugins():
+    # Another auth plugin (key-auth, ...) may have set them before us: not ours to touch.
+    out = gw().handle(FakeRequest({**bearer(token()), "X-Consumer-ID": "from-key-auth"}))
+    assert "x-consumer-id" not in out.upstream_clear
+    assert "X-Consumer-ID" not in out.upstream_set
