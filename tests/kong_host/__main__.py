@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-level", default="notice", help="error log level (Kong default notice; plugin server output is info)")
     ap.add_argument("--plugin-server", action="append", default=[], metavar="NAME=START_CMD;QUERY_CMD[;SOCKET]",
                     help="pluginserver_<NAME>_start_cmd/_query_cmd/_socket (socket default <prefix>/<NAME>.socket); "
-                         "the token {prefix} is replaced by the prefix")
+                         "the token {prefix} is replaced by the prefix. Default: this project's `oidc` plugin "
+                         "server (the kong-oidc-py console script beside this Python), as the Dockerfile registers it")
     ap.add_argument("--read-timeout", type=float, default=60.0, help="RPC read timeout in seconds (Kong ~60)")
     ap.add_argument("--upstream-override", action="append", default=[], metavar="HOST[:PORT]=127.0.0.1:PORT",
                     help="send traffic for a service host to a loopback address")
@@ -40,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         prefix = tempfile.mkdtemp(prefix="kong-host-")
     try:
         specs = [PluginServerSpec.parse(s.replace("{prefix}", prefix), prefix) for s in args.plugin_server]
-    except PluginServerError as e:
+        if not args.plugin_server:
+            from tests.support.stack import oidc_spec
+
+            specs = [oidc_spec(prefix)]
+    except (PluginServerError, RuntimeError) as e:
         print(e, file=sys.stderr)
         return 2
     overrides = dict(o.split("=", 1) for o in args.upstream_override)
