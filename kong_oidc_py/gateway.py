@@ -50,6 +50,7 @@ class RequestView(Protocol):
     def host(self) -> str: ...
     def port(self) -> int: ...
     def body(self) -> bytes: ...
+    def credential(self) -> dict | None: ...
     def load_consumer(self, value: str, by_username: bool) -> dict | None: ...
 
 
@@ -130,6 +131,11 @@ class Gateway:
         cfg = self.config
         if not cfg.run_on_preflight and self._is_preflight(req):
             return self._allow(req, None, policy_name="preflight", decision="preflight")
+
+        if cfg.anonymous and req.credential() is not None:
+            # Kong's auth plugins with `anonymous` form a logical OR: a credential another auth
+            # plugin (higher priority) already established stands, and we step aside.
+            return self._allow(req, None, policy_name="-", decision="already_authenticated")
 
         policy = self._match_policy(req)
         if policy.requirement.public:

@@ -97,6 +97,10 @@ class PdkRequest:
             return body.encode("utf-8", "surrogateescape")
         return body if isinstance(body, bytes) else b""
 
+    def credential(self) -> dict | None:
+        credential = self._get("credential", self._kong.client.get_credential)
+        return credential if isinstance(credential, dict) else None
+
     def load_consumer(self, value: str, by_username: bool) -> dict | None:
         consumer = self._get(f"consumer:{by_username}:{value}", self._kong.client.load_consumer, value, by_username)
         return consumer if isinstance(consumer, dict) else None

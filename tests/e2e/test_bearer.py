@@ -49,11 +49,13 @@ def stack(oidc_provider, echo, tmp_path_factory):
             route("write", "/write", write),
             route("svc", "/svc"),
             route("open", "/open"),
+            route("anon", "/anon", oidc(issuer, audience_required=[DEFAULT_RESOURCE], anonymous="guest", **IDENTITY)),
             route("hidden", "/hidden", oidc(
                 issuer, audience_required=[DEFAULT_RESOURCE], hide_credentials=True,
                 bearer_token_param_type=["header", "cookie", "query"], bearer_token_cookie_name="at",
             )),
         ],
+        consumers=[{"username": "guest"}],
     )
     # the service-level instance applies to /svc only because the other routes have their own
     cfg["services"][0]["routes"][2]["plugins"] = [service_level, {"name": "acl", "config": {"allow": ["oidc:verified"]}}]
@@ -252,3 +254,23 @@ def test_token_sent_two_ways_is_invalid_request(stack, oidc_provider):
     response = client.get(f"/hidden/x?access_token={token}", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 400
     assert 'error="invalid_request"' in response.headers["www-authenticate"]
+
+
+def test_anonymous_consumer_gets_through_with_kong_consumer_headers(stack):
+    response, line = call(stack, "/anon/x", headers={"X-User-Id": "admin"})
+    assert response.status_code == 200
+    headers = upstream_headers(response)
+    assert headers["x-anonymous-consumer"] == ["true"]
+    assert headers["x-consumer-username"] == ["guest"]
+    assert "x-user-id" not in headers
+    assert line["oidc"]["decision"] == "anonymous"
+    assert line["consumer"]["username"] == "guest"
+
+
+def test_anonymous_route_still_verifies_a_presented_token(stack, oidc_provider):
+    token = oidc_provider.client_credentials_token(scope="read")
+    response, line = call(stack, "/anon/x", token)
+    assert response.status_code == 200
+    assert upstream_headers(response)["x-user-id"] == ["m2m"]
+    assert "x-anonymous-consumer" not in upstream_headers(response)
+    assert line["oidc"]["decision"] == "allow"

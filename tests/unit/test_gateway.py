@@ -21,12 +21,14 @@ IDENTITY = {"upstream_headers_claims": ["sub", "groups"], "upstream_headers_name
 
 class FakeRequest:
     def __init__(self, headers=None, *, path="/api", method="GET", route=None, query=None,
-                 truncated=False, consumers=None):
+                 truncated=False, consumers=None, credential=None):
         self.headers = {k.lower(): (v if isinstance(v, list) else [v]) for k, v in (headers or {}).items()}
         self.headers_truncated = truncated
         self._path, self._method, self._route, self._query = path, method, route, query or {}
         self.consumers = consumers or {}
         self.lookups: list[tuple[str, bool]] = []
+        self._credential = credential
+        self.credential_reads = 0
 
     def path(self): return self._path
     def method(self): return self._method
@@ -37,6 +39,10 @@ class FakeRequest:
     def host(self): return "api.example.com"
     def port(self): return 443
     def body(self): return b""
+
+    def credential(self):
+        self.credential_reads += 1
+        return self._credential
 
     def load_consumer(self, value, by_username):
         self.lookups.append((value, by_username))
@@ -281,3 +287,25 @@ def test_without_consumer_mapping_consumer_headers_belong_to_other_plugins():
     out = gw().handle(FakeRequest({**bearer(token()), "X-Consumer-ID": "from-key-auth"}))
     assert "x-consumer-id" not in out.upstream_clear
     assert "X-Consumer-ID" not in out.upstream_set
+
+
+# -- anonymous: a logical OR with Kong's other auth plugins ------------------------------
+
+
+def test_with_anonymous_a_credential_from_another_auth_plugin_stands():
+    req = FakeRequest(credential={"id": "key-1", "consumer_id": CONSUMER_ID})
+    out = gw(anonymous="anon", scopes_required=["admin"]).handle(req)
+    assert out.allowed and out.log["decision"] == "already_authenticated"
+    assert out.consumer is None and req.lookups == []
+
+
+def test_with_anonymous_and_no_prior_credential_the_token_is_verified():
+    req = FakeRequest(bearer(token(scope="read")))
+    out = gw(anonymous="anon", scopes_required=["write"]).handle(req)
+    assert out.status == 403
+
+
+def test_without_anonymous_a_prior_credential_is_not_even_read():
+    req = FakeRequest(credential={"id": "key-1"})
+    out = gw().handle(req)
+    assert out.status == 401 and req.credential_reads == 0
