@@ -12,7 +12,6 @@ space-separated words inside one item must all hold (AND).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import sys
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 
 from .claims import parse_dotted_path
 from .errors import ConfigError
+from .fetch import is_loopback_host
 
 
 class _Unset:
@@ -489,15 +489,6 @@ def _scope_hint(items: tuple[str, ...]) -> str | None:
     return " ".join(items[0].split()) if items else None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_absolute_url(value: str, path: str, *, allow_query: bool) -> None:
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise ConfigError(path, "must not contain whitespace or control characters")
@@ -521,7 +512,7 @@ def check_absolute_url(value: str, path: str, *, allow_query: bool) -> None:
 def _check_issuer(issuer: str, allow_insecure: bool) -> None:
     check_absolute_url(issuer, "issuer", allow_query=False)
     parts = urlsplit(issuer)
-    if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname or ""):
+    if parts.scheme == "http" and not allow_insecure and not is_loopback_host(parts.hostname):
         raise ConfigError("issuer", "http is only allowed on loopback hosts unless allow_insecure_issuer is set")
 
 

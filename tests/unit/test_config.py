@@ -471,3 +471,13 @@ def test_module_main_prints_the_markdown(capsys):
 
 def test_module_main_without_flag_is_a_usage_error():
     assert config_mod.main([]) == 2
+
+
+def test_http_issuer_loopback_rule_is_the_fetchers_rule():
+    # Config and runtime must agree: a config that validates must be fetchable.
+    from kong_oidc_py.errors import ConfigError as _ConfigError
+
+    parse_config({"issuer": "http://127.0.0.1:9100"})
+    parse_config({"issuer": "http://localhost:9100"})
+    with pytest.raises(_ConfigError):
+        parse_config({"issuer": "http://idp.localhost:9100"})
