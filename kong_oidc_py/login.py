@@ -194,6 +194,11 @@ class BrowserFlow:
                                       *_page(503, "Temporarily unavailable", "Sessions are unavailable right now. Try again shortly."))
 
     def _handle(self, req: "RequestView", policy: "MatchedPolicy", gw: "Gateway") -> "Outcome | None":
+        if "authorization" in req.headers:
+            # An API client: the bearer path decides. Checked before the path is read (one PDK
+            # round trip): the IdP's redirect to the callback never carries Authorization, and
+            # a bearer client has no cookie session to log out.
+            return None
         cookie_header = "; ".join(req.headers.get("cookie") or [])
         path = req.path()
         if self.redirect_path and path == self.redirect_path:
@@ -201,8 +206,6 @@ class BrowserFlow:
         suffix = self.config.logout_uri_suffix
         if suffix and path.endswith(suffix) and req.method() in self.config.logout_methods:
             return self._logout(req, cookie_header, gw, policy)
-        if "authorization" in req.headers:
-            return None  # an API client: the bearer path decides
         cookies = parse_cookie_header(cookie_header)
         if self.sessions.owns_any(cookies):
             outcome = self._use_session(req, cookies, gw, policy)

@@ -48,3 +48,39 @@ def test_emulator_runs_on_its_own_with_the_root_kong_yml(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_bearer_call_on_a_browser_route_costs_no_extra_pdk_call(tmp_path):
+    # On a route that also does browser login, an API client with a token must not pay for
+    # the browser flow's path lookup: same call count as a bearer-only route (3: headers,
+    # guard marker, log; this route maps identity headers, so 4).
+    from tests.kong_host import Emulator
+    from tests.support.idp import DEFAULT_RESOURCE, OidcProvider
+    from tests.support.stack import oidc_spec
+    from tests.upstream.echo import EchoUpstream
+    import httpx
+
+    with OidcProvider() as idp, EchoUpstream() as echo:
+        cfg = {
+            "_format_version": "3.0",
+            "services": [{"name": "s", "url": f"http://127.0.0.1:{echo.port}", "routes": [{
+                "name": "app", "paths": ["/app", "/callback"], "strip_path": False,
+                "plugins": [{"name": "oidc", "config": {
+                    "issuer": idp.issuer, "auth_methods": ["authorization_code", "session", "bearer"],
+                    "client_id": "web", "client_secret": "web-secret",
+                    "redirect_uri": "http://127.0.0.1:8000/callback",
+                    "session_secret": "s" * 40, "session_cookie_secure": False,
+                    "audience_required": [DEFAULT_RESOURCE],
+                    "upstream_headers_claims": ["sub"], "upstream_headers_names": ["X-User"],
+                }}],
+            }]}],
+        }
+        emu = Emulator(prefix=str(tmp_path), workers=1)
+        try:
+            url = emu.start(cfg, [oidc_spec(str(tmp_path))])
+            token = idp.client_credentials_token()
+            response = httpx.get(url + "/app/x", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert response.status_code == 200
+            assert emu.log_lines(wait_for=1)[-1]["pdk_calls"]["oidc"] == 4
+        finally:
+            emu.stop()
