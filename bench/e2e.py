@@ -130,8 +130,8 @@ def envoy(cfg: dict, workdir: str, port: int):
 
 
 def cache_hit_us() -> float:
-    from kong_oidc_py.provider import Provider
-    from kong_oidc_py.verify import Verifier, VerifyOptions
+    from kong_oidc_py.idp.provider import Provider
+    from kong_oidc_py.verification.verify import Verifier, VerifyOptions
     from tests.support.keys import ISSUER, jwks
 
     key = rsa_key(KID)

@@ -28,8 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import bench_main, dump  # noqa: E402
 
 from kong_oidc_py.errors import InvalidToken  # noqa: E402
-from kong_oidc_py.provider import Provider, ProviderSettings  # noqa: E402
-from kong_oidc_py.verify import Verifier, VerifyOptions  # noqa: E402
+from kong_oidc_py.idp.provider import Provider, ProviderSettings  # noqa: E402
+from kong_oidc_py.verification.verify import Verifier, VerifyOptions  # noqa: E402
 from tests.support.fake_idp import FakeIdP  # noqa: E402
 from tests.support.keys import claims, ec_key, encode_part, sign_raw  # noqa: E402
 

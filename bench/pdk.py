@@ -69,8 +69,8 @@ def measure_rtt(echo_port: int, *, rounds: int, duration: float, n: int = 20) ->
 
 def calls_per_path(echo_port: int) -> dict:
     from kong_oidc_py.config import parse_config
-    from kong_oidc_py.session.model import Session
-    from kong_oidc_py.session.store import build_session_store
+    from kong_oidc_py.browser.session.model import Session
+    from kong_oidc_py.browser.session.store import build_session_store
 
     key = rsa_key("bench-rsa")
     with FakeIdP() as idp:

@@ -68,8 +68,8 @@ def modes(quick: bool) -> dict:
 
 
 def memory(n: int) -> dict:
-    from kong_oidc_py.provider import Provider
-    from kong_oidc_py.verify import Verifier, VerifyOptions
+    from kong_oidc_py.idp.provider import Provider
+    from kong_oidc_py.verification.verify import Verifier, VerifyOptions
     from tests.support.keys import ISSUER, jwks
 
     secret = b"bench-hmac-secret-0123456789abcdef"

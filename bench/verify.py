@@ -43,9 +43,9 @@ from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ec import ECDSA  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature  # noqa: E402
 
-from kong_oidc_py.provider import Provider  # noqa: E402
-from kong_oidc_py.token_cache import TokenCache  # noqa: E402
-from kong_oidc_py.verify import Verifier, VerifyOptions  # noqa: E402
+from kong_oidc_py.idp.provider import Provider  # noqa: E402
+from kong_oidc_py.verification.token_cache import TokenCache  # noqa: E402
+from kong_oidc_py.verification.verify import Verifier, VerifyOptions  # noqa: E402
 from tests.support.keys import ISSUER, claims, ec_key, ed25519_key, jwks, rsa_key  # noqa: E402
 
 PEERS = ("pyjwt", "joserfc", "jwcrypto", "authlib")

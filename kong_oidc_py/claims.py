@@ -17,7 +17,7 @@ import math
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
-    from .config import PluginConfig
+    from kong_oidc_py.config import PluginConfig
 
 MAX_HEADER_VALUE = 8192
 LIST_SEPARATOR = ", "

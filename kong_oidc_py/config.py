@@ -19,9 +19,9 @@ from types import MappingProxyType
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from .claims import parse_dotted_path
-from .errors import ConfigError
-from .fetch import is_loopback_host
+from kong_oidc_py.claims import parse_dotted_path
+from kong_oidc_py.errors import ConfigError
+from kong_oidc_py.idp.fetch import is_loopback_host
 
 
 class _Unset:

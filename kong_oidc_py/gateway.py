@@ -24,13 +24,13 @@ from typing import Any, Mapping, Protocol
 
 from cachetools import LRUCache
 
-from .claims import build_upstream_headers, claim_values, identity_header_names, sanitize_header_value
-from .config import PluginConfig, parse_config
-from .errors import AuthError, InvalidToken, MissingToken, render_error
-from .extractor import bearer_removal, extract, query_without_token
-from .policy import MatchedPolicy, PolicySet
-from .provider import Provider, ProviderSettings, get_provider
-from .verify import Claims, Verifier, VerifyOptions
+from kong_oidc_py.claims import build_upstream_headers, claim_values, identity_header_names, sanitize_header_value
+from kong_oidc_py.config import PluginConfig, parse_config
+from kong_oidc_py.errors import AuthError, InvalidToken, MissingToken, render_error
+from kong_oidc_py.verification.extractor import bearer_removal, extract, query_without_token
+from kong_oidc_py.policy import MatchedPolicy, PolicySet
+from kong_oidc_py.idp.provider import Provider, ProviderSettings, get_provider
+from kong_oidc_py.verification.verify import Claims, Verifier, VerifyOptions
 
 log = logging.getLogger("kong_oidc_py")
 
@@ -116,7 +116,7 @@ class Gateway:
         self.verifier = Verifier(self.provider, VerifyOptions.from_config(config))
         self.browser = None
         if "authorization_code" in config.auth_methods or "session" in config.auth_methods:
-            from .login import BrowserFlow
+            from kong_oidc_py.browser.login import BrowserFlow
 
             self.browser = BrowserFlow(config, self.provider, self.verifier)
         if not config.audience_required:

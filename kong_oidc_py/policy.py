@@ -23,12 +23,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .claims import claim_values
-from .config import AnyOf, ClaimPath
-from .errors import InsufficientScope
+from kong_oidc_py.claims import claim_values
+from kong_oidc_py.config import AnyOf, ClaimPath
+from kong_oidc_py.errors import InsufficientScope
 
 if TYPE_CHECKING:
-    from .config import PluginConfig, PolicyConfig
+    from kong_oidc_py.config import PluginConfig, PolicyConfig
 
 DEFAULT_POLICY = "default"
 

@@ -442,8 +442,8 @@ def test_concurrent_requests_at_expiry_make_one_refresh_call(short_stack, page):
 
 
 def _session_refresh_token(context) -> str:
-    from kong_oidc_py.session.cookie import parse_cookie_header
-    from kong_oidc_py.session.store import CookieStore, SessionSettings
+    from kong_oidc_py.browser.session.cookie import parse_cookie_header
+    from kong_oidc_py.browser.session.store import CookieStore, SessionSettings
 
     store = CookieStore(SessionSettings(secrets=(SESSION_SECRET,)))
     jar = parse_cookie_header("; ".join(f"{c['name']}={c['value']}" for c in cookies_named(context, "session")))

@@ -10,9 +10,9 @@ from typing import Iterator
 
 import pytest
 
-from kong_oidc_py.session.locks import LockTimeout, RedisLock, StoreUnavailable
-from kong_oidc_py.session.model import Session
-from kong_oidc_py.session.store import RedisSettings, RedisStore, SessionSettings, make_redis_client
+from kong_oidc_py.browser.session.locks import LockTimeout, RedisLock, StoreUnavailable
+from kong_oidc_py.browser.session.model import Session
+from kong_oidc_py.browser.session.store import RedisSettings, RedisStore, SessionSettings, make_redis_client
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from kong_oidc_py.errors import InvalidToken
-from kong_oidc_py.provider import Provider, ProviderSettings
-from kong_oidc_py.verify import Verifier, VerifyOptions
+from kong_oidc_py.idp.provider import Provider, ProviderSettings
+from kong_oidc_py.verification.verify import Verifier, VerifyOptions
 from tests.support.idp import DEFAULT_RESOURCE, OTHER_RESOURCE
 
 pytestmark = pytest.mark.integration

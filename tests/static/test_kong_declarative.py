@@ -180,9 +180,9 @@ def test_oidc_configs_parse_with_the_plugin(path):
 @pytest.mark.parametrize("path", FILES, ids=IDS)
 def test_oidc_configs_pass_the_dumped_kong_schema(path):
     try:
-        from kong_oidc_py.schema import SCHEMA
+        from kong_oidc_py.edge.schema import SCHEMA
     except ImportError as exc:
-        pytest.skip(f"kong_oidc_py.schema not importable yet ({exc})")
+        pytest.skip(f"kong_oidc_py.edge.schema not importable yet ({exc})")
     from tests.kong_host import schema as kong_schema
 
     record = kong_schema.plugin_config_schema({"name": "oidc", "fields": [{"config": {"type": "record", "fields": SCHEMA}}]})

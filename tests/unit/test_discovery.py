@@ -2,9 +2,9 @@ import threading
 
 import pytest
 
-from kong_oidc_py.discovery import Discovery, split_issuer
+from kong_oidc_py.idp.discovery import Discovery, split_issuer
 from kong_oidc_py.errors import ProviderError
-from kong_oidc_py.fetch import Fetcher
+from kong_oidc_py.idp.fetch import Fetcher
 from tests.support.fake_idp import FakeIdP
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from kong_oidc_py.config import PluginConfig, parse_config
 from kong_oidc_py.errors import InvalidRequest
-from kong_oidc_py.extractor import (
+from kong_oidc_py.verification.extractor import (
     BearerRemoval,
     bearer_removal,
     extract,

@@ -1,7 +1,7 @@
 import pytest
 
 from kong_oidc_py.errors import ProviderError
-from kong_oidc_py.fetch import MAX_RESPONSE_BYTES, Fetcher, check_url, parse_json_object
+from kong_oidc_py.idp.fetch import MAX_RESPONSE_BYTES, Fetcher, check_url, parse_json_object
 from tests.support.fake_idp import FakeIdP
 
 

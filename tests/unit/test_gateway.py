@@ -10,7 +10,7 @@ import pytest
 from kong_oidc_py import gateway as gateway_mod
 from kong_oidc_py.config import parse_config
 from kong_oidc_py.gateway import Gateway
-from kong_oidc_py.provider import Provider
+from kong_oidc_py.idp.provider import Provider
 from tests.support.keys import ISSUER, claims, jwks, rsa_key
 
 KEY = rsa_key()

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from kong_oidc_py import handler as handler_mod
+from kong_oidc_py.edge import handler as handler_mod
 from kong_oidc_py.gateway import Outcome
-from kong_oidc_py.handler import MAX_HEADERS, Plugin
+from kong_oidc_py.edge.handler import MAX_HEADERS, Plugin
 
 GUARD = "oidc:verified"
 EXIT = "kong.response.exit"
@@ -249,14 +249,14 @@ def test_plugin_reduces_to_its_raw_config_for_multiprocessing_mode(monkeypatch):
 
 
 def _static_provider(issuer: str):
-    from kong_oidc_py.provider import Provider
+    from kong_oidc_py.idp.provider import Provider
     from tests.support.keys import jwks, rsa_key
 
     return Provider.from_jwks(issuer, jwks(rsa_key()))
 
 
 def test_server_refuses_gevent_mode_with_a_clear_message(capsys):
-    from kong_oidc_py.server import main
+    from kong_oidc_py.edge.server import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--kong-prefix", "/tmp", "-g"])

@@ -4,9 +4,9 @@ import threading
 import pytest
 
 from kong_oidc_py.errors import InvalidToken, ProviderError
-from kong_oidc_py.jwks import KeySet, parse_jwk
-from kong_oidc_py.provider import Provider, ProviderSettings, clear_registry, get_provider
-from kong_oidc_py.verify import Verifier, VerifyOptions
+from kong_oidc_py.idp.jwks import KeySet, parse_jwk
+from kong_oidc_py.idp.provider import Provider, ProviderSettings, clear_registry, get_provider
+from kong_oidc_py.verification.verify import Verifier, VerifyOptions
 from tests.support.fake_idp import FakeIdP
 from tests.support.keys import claims, ec_key, ed448_key, ed25519_key, rsa_key
 

@@ -1,4 +1,4 @@
-"""Pure parts of the browser login (kong_oidc_py/login.py)."""
+"""Pure parts of the browser login (kong_oidc_py/browser/login.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from kong_oidc_py.login import _safe_return_path, _single, at_hash, is_navigation, pkce_pair, refresh_due
+from kong_oidc_py.browser.login import _safe_return_path, _single, at_hash, is_navigation, pkce_pair, refresh_due
 
 
 class Req:
@@ -164,9 +164,9 @@ def test_opaque_token_uses_the_default_margin():
 from types import SimpleNamespace  # noqa: E402
 
 from kong_oidc_py.errors import InvalidToken  # noqa: E402
-from kong_oidc_py.login import BrowserFlow  # noqa: E402
-from kong_oidc_py.tokens import TokenResponse  # noqa: E402
-from kong_oidc_py.verify import Claims  # noqa: E402
+from kong_oidc_py.browser.login import BrowserFlow  # noqa: E402
+from kong_oidc_py.browser.token_endpoint import TokenResponse  # noqa: E402
+from kong_oidc_py.verification.verify import Claims  # noqa: E402
 
 
 def flow_with_id_claims(data: dict) -> BrowserFlow:

@@ -15,7 +15,7 @@ from kong_pdk import listener
 from kong_pdk.module import Module
 from kong_pdk.server import PluginServer
 
-from kong_oidc_py import pdk_fixes
+from kong_oidc_py.edge import pdk_fixes
 
 
 class ProbePlugin:
@@ -165,8 +165,8 @@ def test_apply_installs_the_shim_once(monkeypatch):
 @pytest.fixture
 def real_plugin(monkeypatch):
     from kong_oidc_py import gateway as gateway_mod
-    from kong_oidc_py.handler import Plugin
-    from kong_oidc_py.provider import Provider
+    from kong_oidc_py.edge.handler import Plugin
+    from kong_oidc_py.idp.provider import Provider
     from tests.support.keys import jwks, rsa_key
 
     monkeypatch.setattr(gateway_mod, "get_provider", lambda issuer, s: Provider.from_jwks(issuer, jwks(rsa_key())))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kong_oidc_py import server
+from kong_oidc_py.edge import server
 from kong_oidc_py.config import OPTIONS, POLICY_FIELDS, options_markdown, parse_config
 from kong_oidc_py.errors import SCOPE_REASONS, TOKEN_REASONS
 

@@ -9,7 +9,7 @@ import pytest
 
 from kong_oidc_py.config import OPTIONS, POLICY_FIELDS, SECRET_OPTIONS, parse_config
 from kong_oidc_py.errors import ConfigError
-from kong_oidc_py.schema import SCHEMA
+from kong_oidc_py.edge.schema import SCHEMA
 
 # shared doc 5.3: portable attributes, plus encrypted/referenceable (in the 3.4 list too).
 PORTABLE = {"type", "required", "default", "one_of", "between", "len_min", "len_max", "elements",

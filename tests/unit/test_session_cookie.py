@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from kong_oidc_py.session.cookie import (
+from kong_oidc_py.browser.session.cookie import (
     CHUNK_BUDGET,
     MAX_CHUNKS,
     CookieAttributes,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from kong_oidc_py.session.crypto import (
+from kong_oidc_py.browser.session.crypto import (
     FLAG_ZLIB,
     Box,
     DecryptError,

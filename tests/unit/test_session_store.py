@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import pytest
 
 from kong_oidc_py.errors import ConfigError
-from kong_oidc_py.session import crypto
-from kong_oidc_py.session.cookie import CookieAttributes, parse_cookie_header
-from kong_oidc_py.session.model import AuthorizationState, Session
-from kong_oidc_py.session.store import (
+from kong_oidc_py.browser.session import crypto
+from kong_oidc_py.browser.session.cookie import CookieAttributes, parse_cookie_header
+from kong_oidc_py.browser.session.model import AuthorizationState, Session
+from kong_oidc_py.browser.session.store import (
     AuthorizationStore,
     CookieStore,
     SessionSettings,

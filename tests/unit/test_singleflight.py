@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from kong_oidc_py.singleflight import SingleFlight
+from kong_oidc_py.idp.singleflight import SingleFlight
 
 
 def _start_followers(flight, key, count, results, fn):

@@ -1,6 +1,6 @@
 import pytest
 
-from kong_oidc_py.token_cache import TokenCache
+from kong_oidc_py.verification.token_cache import TokenCache
 
 
 def test_a_stored_value_is_returned_before_its_deadline():

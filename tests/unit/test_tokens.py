@@ -1,4 +1,4 @@
-"""Token endpoint client (kong_oidc_py/tokens.py) against a tiny loopback HTTP server."""
+"""Token endpoint client (kong_oidc_py/browser/token_endpoint.py) against a tiny loopback HTTP server."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from kong_oidc_py.errors import ProviderError
-from kong_oidc_py.tokens import MAX_TOKEN_RESPONSE_BYTES, TokenClient, TokenError
+from kong_oidc_py.browser.token_endpoint import MAX_TOKEN_RESPONSE_BYTES, TokenClient, TokenError
 
 GOOD = {"access_token": "at", "token_type": "Bearer", "id_token": "it", "refresh_token": "rt", "expires_in": 300}
 

@@ -29,7 +29,7 @@ import yaml
 from kong_oidc_py import gateway as gateway_mod
 from kong_oidc_py.config import parse_config
 from kong_oidc_py.gateway import Gateway, Outcome
-from kong_oidc_py.provider import Provider
+from kong_oidc_py.idp.provider import Provider
 from tests.support.keys import jwks, rsa_key
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")

@@ -4,8 +4,8 @@ import json
 import pytest
 
 from kong_oidc_py.errors import InvalidToken
-from kong_oidc_py.provider import Provider
-from kong_oidc_py.verify import Claims, Verifier, VerifyOptions
+from kong_oidc_py.idp.provider import Provider
+from kong_oidc_py.verification.verify import Claims, Verifier, VerifyOptions
 from tests.support.keys import (
     ISSUER,
     b64url,
@@ -550,7 +550,7 @@ def test_id_token_options_expect_the_client_as_audience_and_skip_the_cache():
 def test_provider_settings_from_config():
     from types import SimpleNamespace
 
-    from kong_oidc_py.provider import ProviderSettings
+    from kong_oidc_py.idp.provider import ProviderSettings
 
     cfg = SimpleNamespace(issuer=ISSUER, timeout=1500, ssl_verify=False, allow_insecure_issuer=True, cache_ttl=60,
                           rediscovery_lifetime=10, jwks_max_stale=120)

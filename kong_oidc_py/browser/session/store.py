@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, ContextManager, Iterable, Iterator, Mapping, Protocol, Sequence
 
-from ..errors import ConfigError
-from .cookie import (
+from kong_oidc_py.errors import ConfigError
+from kong_oidc_py.browser.session.cookie import (
     CookieAttributes,
     CookieJar,
     CookieTooLarge,
@@ -38,9 +38,9 @@ from .cookie import (
     valid_cookie_name,
     write_chunks,
 )
-from .crypto import Box, DecryptError, Purpose, b64url_decode, b64url_encode, derive_key, dumps_compact, fingerprint
-from .locks import LocalLocks, LockTimeout, RedisLock, SessionStoreError, StoreUnavailable
-from .model import KEY_BYTES, AuthorizationState, Session
+from kong_oidc_py.browser.session.crypto import Box, DecryptError, Purpose, b64url_decode, b64url_encode, derive_key, dumps_compact, fingerprint
+from kong_oidc_py.browser.session.locks import LocalLocks, LockTimeout, RedisLock, SessionStoreError, StoreUnavailable
+from kong_oidc_py.browser.session.model import KEY_BYTES, AuthorizationState, Session
 
 log = logging.getLogger("kong_oidc_py")
 

@@ -15,7 +15,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
-from .errors import ProviderError
+from kong_oidc_py.errors import ProviderError
 
 MAX_TOKEN_RESPONSE_BYTES = 256 * 1024
 

@@ -12,9 +12,9 @@ import threading
 import time
 from typing import Callable
 
-from .errors import ProviderError
-from .fetch import Fetcher, check_url
-from .singleflight import SingleFlight
+from kong_oidc_py.errors import ProviderError
+from kong_oidc_py.idp.fetch import Fetcher, check_url
+from kong_oidc_py.idp.singleflight import SingleFlight
 
 log = logging.getLogger("kong_oidc_py")
 

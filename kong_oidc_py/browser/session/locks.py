@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from ..errors import OIDCError
+from kong_oidc_py.errors import OIDCError
 
 log = logging.getLogger("kong_oidc_py")
 

@@ -20,7 +20,7 @@ import sys
 import traceback
 from typing import Any, Mapping
 
-from .gateway import Gateway, Outcome, gateway_for
+from kong_oidc_py.gateway import Gateway, Outcome, gateway_for
 
 log = logging.getLogger("kong_oidc_py")
 

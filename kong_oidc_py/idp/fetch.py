@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import ProviderError
+from kong_oidc_py.errors import ProviderError
 
 log = logging.getLogger("kong_oidc_py")
 

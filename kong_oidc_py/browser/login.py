@@ -26,19 +26,19 @@ import time
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import quote, urlencode, urlsplit
 
-from .errors import AuthError, InvalidToken, MissingToken, ProviderError
-from .session.cookie import parse_cookie_header
-from .session.locks import SessionStoreError
-from .session.model import AuthorizationState, Session
-from .session.store import AuthorizationStore, build_session_store
-from .tokens import TokenClient, TokenError, TokenResponse
-from .verify import Claims, Verifier, VerifyOptions
+from kong_oidc_py.errors import AuthError, InvalidToken, MissingToken, ProviderError
+from kong_oidc_py.browser.session.cookie import parse_cookie_header
+from kong_oidc_py.browser.session.locks import SessionStoreError
+from kong_oidc_py.browser.session.model import AuthorizationState, Session
+from kong_oidc_py.browser.session.store import AuthorizationStore, build_session_store
+from kong_oidc_py.browser.token_endpoint import TokenClient, TokenError, TokenResponse
+from kong_oidc_py.verification.verify import Claims, Verifier, VerifyOptions
 
 if TYPE_CHECKING:
-    from .config import PluginConfig
-    from .gateway import Gateway, Outcome, RequestView
-    from .policy import MatchedPolicy
-    from .provider import Provider
+    from kong_oidc_py.config import PluginConfig
+    from kong_oidc_py.gateway import Gateway, Outcome, RequestView
+    from kong_oidc_py.policy import MatchedPolicy
+    from kong_oidc_py.idp.provider import Provider
 
 log = logging.getLogger("kong_oidc_py")
 
@@ -219,7 +219,7 @@ class BrowserFlow:
 
     def _start_login(self, req: "RequestView", cookie_header: str, gw: "Gateway", policy: "MatchedPolicy",
                      extra_cookies: list[str] | None = None) -> "Outcome":
-        from .gateway import Outcome
+        from kong_oidc_py.gateway import Outcome
 
         try:
             endpoint = self.provider.metadata()["authorization_endpoint"]
@@ -309,7 +309,7 @@ class BrowserFlow:
             now=now,
         )
         set_cookies = clear_cookies + self.sessions.save(session, cookies, now)
-        from .gateway import Outcome
+        from kong_oidc_py.gateway import Outcome
 
         fields = gw._log_fields(access_claims, policy.name, "login", auth_method="authorization_code")
         return Outcome(status=302, body="",
@@ -488,7 +488,7 @@ class BrowserFlow:
     # -- logout ---------------------------------------------------------------------------
 
     def _logout(self, req: "RequestView", cookie_header: str, gw: "Gateway", policy: "MatchedPolicy") -> "Outcome":
-        from .gateway import Outcome
+        from kong_oidc_py.gateway import Outcome
 
         h = req.headers
         site = (_first(h, "sec-fetch-site") or "").lower()
@@ -530,7 +530,7 @@ class BrowserFlow:
 
     def _page_outcome(self, gw: "Gateway", policy: "MatchedPolicy", reason: str, status: int, body: str,
                       headers: dict[str, str], set_cookies: list[str] | None = None) -> "Outcome":
-        from .gateway import Outcome
+        from kong_oidc_py.gateway import Outcome
 
         response_headers: dict[str, Any] = dict(headers)
         if set_cookies:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import OPTIONS, UNSET, Option
+from kong_oidc_py.config import OPTIONS, UNSET, Option
 
 
 def _json_value(value: Any) -> Any:

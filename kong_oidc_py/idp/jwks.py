@@ -24,9 +24,9 @@ from typing import Any, Callable
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from .errors import InvalidToken, ProviderError
-from .fetch import Fetcher
-from .singleflight import SingleFlight
+from kong_oidc_py.errors import InvalidToken, ProviderError
+from kong_oidc_py.idp.fetch import Fetcher
+from kong_oidc_py.idp.singleflight import SingleFlight
 
 log = logging.getLogger("kong_oidc_py")
 

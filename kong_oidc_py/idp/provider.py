@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from .discovery import FAILURE_RETRY_SECONDS, Discovery, split_issuer
-from .errors import ProviderError
-from .fetch import Fetcher
-from .jwks import JwksCache, KeySet
+from kong_oidc_py.idp.discovery import FAILURE_RETRY_SECONDS, Discovery, split_issuer
+from kong_oidc_py.errors import ProviderError
+from kong_oidc_py.idp.fetch import Fetcher
+from kong_oidc_py.idp.jwks import JwksCache, KeySet
 
 
 @dataclass(frozen=True)

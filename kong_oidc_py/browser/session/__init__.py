@@ -7,10 +7,10 @@ store.py   `CookieStore`, `RedisStore`, `AuthorizationStore`, `build_session_sto
 locks.py   refresh single-flight (in-process and Redis) and the store error types
 """
 
-from .cookie import CookieAttributes, CookieJar, parse_cookie_header
-from .locks import LockTimeout, SessionStoreError, StoreUnavailable
-from .model import AuthorizationState, Session, Tokens
-from .store import (
+from kong_oidc_py.browser.session.cookie import CookieAttributes, CookieJar, parse_cookie_header
+from kong_oidc_py.browser.session.locks import LockTimeout, SessionStoreError, StoreUnavailable
+from kong_oidc_py.browser.session.model import AuthorizationState, Session, Tokens
+from kong_oidc_py.browser.session.store import (
     AuthorizationStore,
     CookieStore,
     RedisSettings,

@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.ec import ECDSA
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from .errors import InvalidToken, ProviderError
-from .fetch import _DECODER
-from .token_cache import TokenCache
+from kong_oidc_py.errors import InvalidToken, ProviderError
+from kong_oidc_py.idp.fetch import _DECODER
+from kong_oidc_py.verification.token_cache import TokenCache
 
 ASYMMETRIC_ALGS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -124,7 +124,7 @@ class VerifyOptions:
     @classmethod
     def from_config(cls, config: Any) -> "VerifyOptions":
         """Access-token options from a PluginConfig (option names as in docs/DESIGN.md)."""
-        from .discovery import split_issuer
+        from kong_oidc_py.idp.discovery import split_issuer
 
         secret = getattr(config, "hmac_secret", None)
         return cls(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from . import PLUGIN_NAME, __version__
+from kong_oidc_py import PLUGIN_NAME, __version__
 
 PRIORITY = 1050
 
@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> None:
         args.append("--no-lua-style")
     sys.argv = [sys.argv[0], *args]
 
-    from . import pdk_fixes
-    from .handler import Plugin
-    from .schema import SCHEMA
+    from kong_oidc_py.edge import pdk_fixes
+    from kong_oidc_py.edge.handler import Plugin
+    from kong_oidc_py.edge.schema import SCHEMA
 
     if not dumping:
         # kong-pdk logs to stdout and Kong copies those lines into its error log at info level;

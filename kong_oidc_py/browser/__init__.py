@@ -1,0 +1,1 @@
+"""Browser login: authorization code + PKCE, the token endpoint, and encrypted sessions."""

@@ -1,0 +1,1 @@
+"""The Kong edge: the plugin server process, the PDK-facing handler and the schema Kong validates."""
