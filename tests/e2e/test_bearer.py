@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 
 import pytest
 
@@ -64,18 +65,14 @@ def stack(oidc_provider, echo, tmp_path_factory):
         yield emu, client
 
 
-def last_log(emu, count_before: int) -> dict:
-    return emu.log_lines(wait_for=count_before + 1)[-1]
-
-
 def call(stack, path: str, token: str | None = None, method: str = "GET", headers: dict | None = None):
     emu, client = stack
-    before = len(emu.log_lines())
-    h = dict(headers or {})
+    marker = uuid.uuid4().hex
+    h = {**(headers or {}), "X-Test-Request": marker}
     if token is not None:
         h["Authorization"] = f"Bearer {token}"
     response = client.request(method, path, headers=h)
-    return response, last_log(emu, before)
+    return response, emu.log_line_for("X-Test-Request", marker)
 
 
 def upstream_headers(response) -> dict[str, list[str]]:

@@ -7,6 +7,7 @@ import copy
 import json
 import socket
 import threading
+import uuid
 
 import httpx
 import msgpack
@@ -61,11 +62,12 @@ def token(idp, **extra):
 
 def call(stack, path, tok=None, **headers):
     emu, client = stack
-    before = len(emu.log_lines())
+    marker = uuid.uuid4().hex
+    headers["X-Test-Request"] = marker
     if tok is not None:
         headers["Authorization"] = f"Bearer {tok}"
     response = client.get(path, headers=headers)
-    return response, emu.log_lines(wait_for=before + 1)[-1]
+    return response, emu.log_line_for("X-Test-Request", marker)
 
 
 # -- config lifecycle ---------------------------------------------------------------------

@@ -276,6 +276,26 @@ class Emulator:
                 self._log_lock.wait(left)
             return list(self._log_lines)
 
+    def log_line_for(self, header: str, value: str, timeout: float = 10.0) -> dict:
+        """The log line of the request that carried `header: value`.
+
+        Kong writes a request's log line in its log phase, after the response has gone out, so
+        "the newest line" right after a response can still be the previous request's line.
+        """
+        deadline = time.monotonic() + timeout
+        name = header.lower()
+        with self._log_lock:
+            while True:
+                for line in reversed(self._log_lines):
+                    headers = (line.get("request") or {}).get("headers") or {}
+                    got = headers.get(name)
+                    if got == value or (isinstance(got, list) and value in got):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no log line for {header}: {value}")
+                self._log_lock.wait(left)
+
     def error_log(self) -> str:
         return self.log.text()
 
