@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench up down compose-test clean
+.PHONY: install test demo demo-check docs bench up down compose-test clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -23,6 +23,13 @@ test: install
 
 demo: install
 	$(PY) -m tests.demo
+
+demo-check: install
+	$(PY) -m tests.demo --check
+
+# docs/configuration.md is generated from the option table in kong_oidc_py/config.py.
+docs: $(VENV)/.installed
+	$(PY) -m kong_oidc_py.config_docs
 
 bench: install
 	$(PY) bench/run.py

@@ -1,10 +1,11 @@
 """Plugin options: the option table, typed config and its validation.
 
 `OPTIONS` is the single source of truth: `parse_config` validates against it, `schema.py`
-turns it into Kong's schema and `options_markdown()` into the README table, so the three can
-never drift. Kong validates the config before sending it, but `parse_config` checks everything
-again: the emulator, a direct caller or a future Kong may not, and a bad config must fail at
-instance start, never half-work at request time.
+turns it into Kong's schema and `options_markdown()` into the tables of docs/configuration.md
+(written by `config_docs.py`), so the three can never drift. Kong validates the config before
+sending it, but `parse_config` checks everything again: the emulator, a direct caller or a
+future Kong may not, and a bad config must fail at instance start, never half-work at request
+time.
 
 Requirement lists follow Kong Enterprise openid-connect: array items are alternatives (OR),
 space-separated words inside one item must all hold (AND).
@@ -683,7 +684,7 @@ def _md_cell(text: str) -> str:
 
 
 def options_markdown() -> str:
-    """The README configuration table, generated from OPTIONS."""
+    """The option and `policies[]` tables of docs/configuration.md, generated from OPTIONS."""
     lines = ["| option | type | default | KO equivalent | description |", "|---|---|---|---|---|"]
     for opt in OPTIONS:
         lines.append("| " + " | ".join(_md_cell(c) for c in (
