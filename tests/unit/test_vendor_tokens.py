@@ -1,6 +1,6 @@
-"""The README's vendor recipes against tokens shaped like the ones each vendor really issues.
+"""The vendor recipes of docs/recipes.md against tokens shaped like the ones each vendor really issues.
 
-Each test loads its recipe from README.md by marker (exactly what a reader copies), builds the
+Each test loads its recipe from docs/recipes.md by marker (exactly what a reader copies), builds the
 real decision core (`Gateway`) with a key set that never touches the network, and checks:
 accepted with the right identity headers; a missing scope/group/role is 403 naming it; a wrong
 audience is 401.
@@ -32,14 +32,14 @@ from kong_oidc_py.gateway import Gateway, Outcome
 from kong_oidc_py.idp.provider import Provider
 from tests.support.keys import jwks, rsa_key
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+RECIPES = (Path(__file__).resolve().parents[2] / "docs" / "recipes.md").read_text(encoding="utf-8")
 KEY = rsa_key("vendor-rsa-1")
 GUARD = "oidc:verified"
 
 
 def recipe(name: str) -> dict:
-    m = re.search(rf"<!-- recipe:{re.escape(name)} -->\n```yaml\n(.*?)\n```", README, re.S)
-    assert m, f"README has no recipe:{name}"
+    m = re.search(rf"<!-- recipe:{re.escape(name)} -->\n```yaml\n(.*?)\n```", RECIPES, re.S)
+    assert m, f"docs/recipes.md has no recipe:{name}"
     return yaml.safe_load(m.group(1))["config"]
 
 
