@@ -165,6 +165,18 @@ OPTIONS: tuple[Option, ...] = (
          "them pass.", default=True, ko="run_on_preflight"),
     _opt("hide_credentials", "boolean", "Remove the bearer token from the request before it is "
          "proxied upstream.", default=False, ko="hide_credentials"),
+    # -- request hygiene (paths.py, headers.py) -------------------------------------------
+    _opt("allow_ambiguous_paths", "boolean", "Accept paths an upstream may read differently from "
+         "Kong (%2F or %5C, ';' parameters, backslashes, double encoding) instead of answering "
+         "400; policies then apply to every reading (strictest wins, public only if every reading "
+         "is public). Logs a warning at start.", default=False),
+    _opt("keep_kong_identity_headers", "boolean", "Keep client-visible Kong identity headers "
+         "(X-Consumer-*, X-Credential-*, X-Anonymous-Consumer, X-Authenticated-*) instead of "
+         "stripping them in every spelling, for an auth plugin chained before this one. Logs a "
+         "warning at start.", default=False),
+    _opt("allow_truncated_headers", "boolean", "Proxy requests with 1000 or more headers (clearing "
+         "every spelling of every owned identity header) instead of answering 400. Logs a "
+         "warning at start.", default=False),
     # -- upstream identity ------------------------------------------------------------------
     _opt("upstream_headers_claims", "array", "Claims sent upstream as headers, as dotted paths "
          "(realm_access.roles; '\\.' for a literal dot).", elements=_str(), default=(),
@@ -322,6 +334,9 @@ class PluginConfig:
     realm: str
     run_on_preflight: bool
     hide_credentials: bool
+    allow_ambiguous_paths: bool
+    keep_kong_identity_headers: bool
+    allow_truncated_headers: bool
     upstream_headers_claims: tuple[str, ...]
     upstream_headers_names: tuple[str, ...]
     upstream_access_token_header: str | None

@@ -8,8 +8,12 @@ Paths, in order:
 5. No usable credential: browser navigations go to the IdP, everyone else gets RFC 6750 401,
    unless `anonymous` is configured.
 
-Identity headers the client sent are removed on every allowed outcome (the denied ones never
-reach the upstream).
+Before any of them: a header list Kong cut short (1000 headers) and a path an upstream may read
+differently (paths.py) get 400 `invalid_request`, unless `allow_truncated_headers` /
+`allow_ambiguous_paths` say otherwise.
+
+Identity headers the client sent are removed on every allowed outcome, in every spelling an
+upstream reads as the same name (headers.py); the denied outcomes never reach the upstream.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from typing import Any, Mapping, Protocol
 
 from cachetools import LRUCache
 
-from kong_oidc_py.claims import build_upstream_headers, claim_values, identity_header_names, sanitize_header_value
+from kong_oidc_py.claims import build_upstream_headers, claim_values, sanitize_header_value
 from kong_oidc_py.config import PluginConfig, parse_config
-from kong_oidc_py.errors import AuthError, InvalidToken, MissingToken, render_error
+from kong_oidc_py.errors import AuthError, InvalidRequest, InvalidToken, MissingToken, render_error
+from kong_oidc_py.headers import KONG_CONSUMER_HEADERS, KONG_IDENTITY_HEADERS, header_key, spellings, spoofed_spellings
+from kong_oidc_py.paths import PATH_DESCRIPTIONS, judge_path
 from kong_oidc_py.verification.extractor import bearer_removal, extract, query_without_token
 from kong_oidc_py.policy import MatchedPolicy, PolicySet
 from kong_oidc_py.idp.provider import Provider, ProviderSettings, get_provider
@@ -72,13 +78,6 @@ class Outcome:
         return self.status is None
 
 
-# kong/constants.lua HEADERS, as Kong's auth plugins set them (e.g. kong/plugins/jwt/handler.lua
-# set_consumer): each is set when it has a value and cleared otherwise.
-CONSUMER_HEADERS = frozenset({
-    "x-consumer-id", "x-consumer-custom-id", "x-consumer-username", "x-credential-identifier", "x-anonymous-consumer",
-})
-
-
 def consumer_headers(consumer: Mapping[str, Any], credential: Mapping[str, Any] | None) -> dict[str, str]:
     """The consumer headers with a value; the others are cleared by the spoofed-header rule."""
     out: dict[str, str] = {}
@@ -111,7 +110,9 @@ class Gateway:
         # With consumer mapping or anonymous access we speak for the consumer like Kong's own
         # auth plugins, so their consumer headers are ours to set and to strip when spoofed.
         self.sets_consumer = bool(config.consumer_claim or config.anonymous)
-        self.identity_headers = identity_header_names(config) | (CONSUMER_HEADERS if self.sets_consumer else frozenset())
+        # When another auth plugin already authenticated (anonymous = logical OR), its
+        # set_consumer has just set or cleared these exact names, so they are not the client's.
+        self._set_by_other_plugin = frozenset(name.lower() for name in KONG_CONSUMER_HEADERS)
         self.provider: Provider = get_provider(config.issuer, ProviderSettings.from_config(config))
         self.verifier = Verifier(self.provider, VerifyOptions.from_config(config))
         self.browser = None
@@ -119,16 +120,51 @@ class Gateway:
             from kong_oidc_py.browser.login import BrowserFlow
 
             self.browser = BrowserFlow(config, self.provider, self.verifier)
+        self.owned_headers = self._owned_headers(config)
+        self._owned_spellings = tuple(sorted({s for key in self.owned_headers for s in spellings(key)}))
         if not config.audience_required:
             # RFC 9068 4: a resource server must check that it is the token's audience. Allowed
             # (Kong Enterprise allows it too), but every token of this issuer is then good here.
             log.warning("oidc: audience_required is empty for issuer %s: any audience is accepted", config.issuer)
+        for option, effect in (
+            ("allow_ambiguous_paths", "paths with %2F, %5C, ';' or '\\' are proxied (policies apply to every reading)"),
+            ("keep_kong_identity_headers", "client-sent Kong identity headers (X-Consumer-*, ...) reach the upstream"),
+            ("allow_truncated_headers", "requests with 1000+ headers are proxied"),
+        ):
+            if getattr(config, option):
+                log.warning("oidc: %s is on for issuer %s: %s", option, config.issuer, effect)
         self.provider.warm_start()
+
+    def _owned_headers(self, config: PluginConfig) -> frozenset[str]:
+        """Header keys (headers.header_key) this instance strips from client requests."""
+        owned = {header_key(name) for name in config.upstream_headers_names}
+        if self.sets_consumer:
+            owned.update(header_key(name) for name in KONG_CONSUMER_HEADERS)
+        if not config.keep_kong_identity_headers:
+            # Whether or not we set them: an upstream behind Kong trusts them.
+            owned.update(header_key(name) for name in KONG_IDENTITY_HEADERS)
+        if self.browser is not None and config.upstream_access_token_header:
+            name = config.upstream_access_token_header.partition(":")[0]
+            if header_key(name) != "authorization":  # the bearer path passes the client's own
+                owned.add(header_key(name))
+        return frozenset(owned)
 
     # -- the decision ---------------------------------------------------------------------
 
     def handle(self, req: RequestView) -> Outcome:
         cfg = self.config
+        if req.headers_truncated and not cfg.allow_truncated_headers:
+            # We cannot see the whole request: a second Authorization or a spoofed identity
+            # header may sit after the first 1000 headers.
+            return self.deny(InvalidRequest("headers_truncated", "The request has too many headers"), "-")
+        # One PDK call on routes whose policies do not need the path; it buys the guarantee
+        # that what the policy matched is what the upstream serves (paths.py).
+        verdict = judge_path(req.path(), cfg.allow_ambiguous_paths)
+        if verdict.refused is not None:
+            err = InvalidRequest(verdict.refused, PATH_DESCRIPTIONS[verdict.refused],
+                                 detail="path checks failed: " + ", ".join(verdict.problems))
+            return self.deny(err, "-")
+
         if not cfg.run_on_preflight and self._is_preflight(req):
             return self._allow(req, None, policy_name="preflight", decision="preflight")
 
@@ -137,7 +173,7 @@ class Gateway:
             # plugin (higher priority) already established stands, and we step aside.
             return self._allow(req, None, policy_name="-", decision="already_authenticated")
 
-        policy = self._match_policy(req)
+        policy = self._match_policy(req, verdict.readings)
         if policy.requirement.public:
             return self._allow(req, None, policy_name=policy.name, decision="public")
 
@@ -180,15 +216,17 @@ class Gateway:
         h = req.headers
         return "origin" in h and "access-control-request-method" in h and req.method() == "OPTIONS"
 
-    def _match_policy(self, req: RequestView) -> MatchedPolicy:
+    def _match_policy(self, req: RequestView, readings: tuple[str, ...]) -> MatchedPolicy:
+        """`readings`: the path, or every reading of it when ambiguous paths are allowed."""
         p = self.policies
         route = req.route() if p.needs_route else None
-        return p.match(
-            route_id=route.get("id") if route else None,
-            route_name=route.get("name") if route else None,
-            path=req.path() if p.needs_path else None,
-            method=req.method() if p.needs_method else None,
-        )
+        route_id = route.get("id") if route else None
+        route_name = route.get("name") if route else None
+        method = req.method() if p.needs_method else None
+        if p.needs_path and len(readings) > 1:
+            return p.match_readings(route_id=route_id, route_name=route_name, readings=readings, method=method)
+        return p.match(route_id=route_id, route_name=route_name,
+                       path=readings[0] if p.needs_path else None, method=method)
 
     def identity(self, claims: Claims | None) -> dict[str, str]:
         return build_upstream_headers(claims.data, self.config) if claims is not None else {}
@@ -213,13 +251,17 @@ class Gateway:
             upstream_set.update(extra_set)
         if self.sets_consumer and consumer is not None:
             upstream_set.update(consumer_headers(consumer, credential))
-        set_lower = {name.lower() for name in upstream_set}
-        owned = self.identity_headers
+        # A name we set replaces the client's copy of that exact name (nginx compares names
+        # case-insensitively); every other spelling of an owned header is removed.
+        keep = {name.lower() for name in upstream_set}
+        if decision == "already_authenticated":
+            keep |= self._set_by_other_plugin
         if req.headers_truncated:
-            # We may not have seen every header the client sent: clear all we own.
-            spoofed = [n for n in owned if n not in set_lower]
+            # allow_truncated_headers: we may not have seen every header the client sent, so
+            # clear every spelling of every header we own.
+            spoofed = [n for n in self._owned_spellings if n not in keep]
         else:
-            spoofed = [n for n in owned if n in req.headers and n not in set_lower]
+            spoofed = spoofed_spellings(req.headers, self.owned_headers, frozenset(keep))
         clear = sorted(set(spoofed) | set(extra_clear or ()))
         groups = [cfg.guard_group]
         if claims is not None and cfg.authenticated_groups_claim:

@@ -11,6 +11,9 @@ named "default"; a matched policy's requirement replaces the plugin-level one):
   add "$" to anchor the end;
 * methods: case-insensitive.
 Kinds combine with AND; items of one kind with OR.
+A path an upstream may read differently (`%2F`, `;params`, `\\`: paths.py) is refused before
+matching, or, with `allow_ambiguous_paths`, matched under every reading (`match_readings`): the
+requirements of all matched policies apply together, and `public` only if every reading is public.
 
 Requirements follow Kong Enterprise openid-connect: items are alternatives (OR), the
 space-separated words of one item must all be present (AND).
@@ -18,14 +21,14 @@ space-separated words of one item must all be present (AND).
 
 from __future__ import annotations
 
-import posixpath
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from kong_oidc_py.claims import claim_values
 from kong_oidc_py.config import AnyOf, ClaimPath
 from kong_oidc_py.errors import InsufficientScope
+from kong_oidc_py.paths import normalize_path  # noqa: F401 - re-exported: policies match normalized paths
 
 if TYPE_CHECKING:
     from kong_oidc_py.config import PluginConfig, PolicyConfig
@@ -81,6 +84,46 @@ class Requirement:
                 )
 
 
+def _all_of(a: AnyOf, b: AnyOf) -> AnyOf:
+    """(a1 | a2) AND (b1 | b2) as one OR-list: every pairing, each pairing's words united."""
+    if not a:
+        return b
+    if not b:
+        return a
+    out: list[frozenset[str]] = []
+    for x in a:
+        for y in b:
+            words = x | y
+            if words not in out:
+                out.append(words)
+    return tuple(out)
+
+
+def all_of(requirements: "Sequence[Requirement]") -> Requirement:
+    """One requirement that holds exactly when every one of `requirements` holds; public only
+    when all of them are. Used when a path has several readings (paths.py): the strictest
+    result applies, and requirements of different policies need not be comparable, so the
+    only safe "strictest" is all of them."""
+    first = requirements[0]
+    if len(requirements) == 1:
+        return first
+    scopes, groups, roles = first.scopes, first.groups, first.roles
+    claims = list(first.claims)
+    hints = [first.scope_hint] if first.scope_hint else []
+    for r in requirements[1:]:
+        scopes, groups, roles = _all_of(scopes, r.scopes), _all_of(groups, r.groups), _all_of(roles, r.roles)
+        claims.extend(c for c in r.claims if c not in claims)
+        if r.scope_hint and r.scope_hint not in hints:
+            hints.append(r.scope_hint)
+    hint_words = list(dict.fromkeys(" ".join(hints).split()))
+    return Requirement(
+        scopes=scopes, groups=groups, roles=roles, claims=tuple(claims),
+        public=all(r.public for r in requirements),
+        scope_hint=" ".join(hint_words) or None,
+        scopes_claim=first.scopes_claim, groups_claim=first.groups_claim, roles_claim=first.roles_claim,
+    )
+
+
 @dataclass(frozen=True)
 class MatchedPolicy:
     name: str
@@ -120,20 +163,6 @@ def prefix_matches(prefix: str, path: str) -> bool:
     if prefix.endswith("/"):
         return path.startswith(prefix)
     return path == prefix or path.startswith(prefix + "/")
-
-
-def normalize_path(path: str) -> str:
-    """Kong already hands us a normalized path; this is a cheap guard so a caller that passes a
-    raw path cannot make "/public/../admin" match a "/public" policy."""
-    if "//" not in path and "/." not in path:
-        return path
-    trailing = path.endswith("/") or path.endswith("/.") or path.endswith("/..")
-    norm = posixpath.normpath("/" + path.lstrip("/"))
-    if norm.startswith("//"):
-        norm = "/" + norm.lstrip("/")
-    if trailing and norm != "/":
-        norm += "/"
-    return norm
 
 
 def _requirement(policy: "PolicyConfig", cfg: "PluginConfig") -> Requirement:
@@ -190,3 +219,17 @@ class PolicySet:
             if matcher.matches(route_id, route_name, path, method):
                 return policy
         return self._default
+
+    def match_readings(self, *, route_id: str | None = None, route_name: str | None = None,
+                       readings: Sequence[str], method: str | None = None) -> MatchedPolicy:
+        """The policy for a path with several readings (paths.path_readings): each reading is
+        matched; one policy for all of them is returned as is, otherwise the result is named
+        "a+b" and requires everything each of them requires (public only if all are)."""
+        found: list[MatchedPolicy] = []
+        for reading in readings:
+            policy = self.match(route_id=route_id, route_name=route_name, path=reading, method=method)
+            if policy not in found:
+                found.append(policy)
+        if len(found) == 1:
+            return found[0]
+        return MatchedPolicy("+".join(p.name for p in found), all_of([p.requirement for p in found]))

@@ -106,14 +106,28 @@ class PdkRequest:
         return consumer if isinstance(consumer, dict) else None
 
 
+def upstream_headers(outcome: Outcome) -> dict[str, Any]:
+    """The Outcome's header changes as one `kong.service.request.set_headers` table: an empty
+    array removes every header of that name (Kong's t/01-pdk/06-service-request/12-set_headers.t
+    TEST 16, ngx.req.set_header with an empty table), so clears cost no call of their own
+    instead of one `clear_header` each. A name that is also set is not cleared: nginx compares
+    names case-insensitively and Lua's `pairs` order is unspecified."""
+    headers: dict[str, Any] = {}
+    set_lower = {name.lower() for name in outcome.upstream_set}
+    for name in outcome.upstream_clear:
+        if name.lower() not in set_lower:
+            headers[name] = []
+    headers.update(outcome.upstream_set)
+    return headers
+
+
 def apply_outcome(kong: Any, outcome: Outcome) -> None:
     """Turn the core's decision into PDK calls (the fewest, in the fail-closed order)."""
     if outcome.status is None:
         service_request = kong.service.request
-        for name in outcome.upstream_clear:
-            service_request.clear_header(name)
-        if outcome.upstream_set:
-            service_request.set_headers(outcome.upstream_set)
+        headers = upstream_headers(outcome)
+        if headers:
+            service_request.set_headers(headers)
         if outcome.upstream_raw_query is not None:
             service_request.set_raw_query(outcome.upstream_raw_query)
         if outcome.response_headers:
