@@ -329,6 +329,8 @@ class Gateway:
     def deny(self, err: AuthError, policy_name: str) -> Outcome:
         response = render_error(err, self.config.realm)
         fields = self._log_fields(None, policy_name, "deny", reason=err.reason)
+        if err.detail:
+            fields["detail"] = err.detail
         return Outcome(status=response.status, body=response.body, response_headers=dict(response.headers), log=fields)
 
     def _log_fields(

@@ -176,9 +176,15 @@ def test_identity_headers_the_client_did_not_send_are_not_cleared():
     assert out.upstream_clear == []
 
 
-def test_truncated_header_table_clears_every_owned_header_not_set():
+def test_truncated_header_table_is_refused_by_default():
     out = gw(**IDENTITY).handle(FakeRequest(bearer(token()), truncated=True))
-    assert out.upstream_clear == ["x-groups"]
+    assert out.status == 400 and out.log["reason"] == "headers_truncated"
+
+
+def test_allowed_truncated_header_table_clears_every_spelling_of_every_owned_header_not_set():
+    cfg = dict(IDENTITY, allow_truncated_headers=True, keep_kong_identity_headers=True)
+    out = gw(**cfg).handle(FakeRequest(bearer(token()), truncated=True))
+    assert out.upstream_clear == ["x-groups", "x-user_id", "x_groups", "x_user-id", "x_user_id"]
 
 
 def test_public_route_clears_spoofed_identity_headers():
@@ -282,9 +288,15 @@ def test_anonymous_access_sets_the_anonymous_consumer_headers():
     assert "x-credential-identifier" in out.upstream_clear
 
 
-def test_without_consumer_mapping_consumer_headers_belong_to_other_plugins():
-    # Another auth plugin (key-auth, ...) may have set them before us: not ours to touch.
-    out = gw().handle(FakeRequest({**bearer(token()), "X-Consumer-ID": "from-key-auth"}))
+def test_without_consumer_mapping_kong_consumer_headers_are_stripped_by_default():
+    # A client can send them as well as an earlier auth plugin can: Kong's family is stripped.
+    out = gw().handle(FakeRequest({**bearer(token()), "X-Consumer-ID": "spoofed"}))
+    assert "x-consumer-id" in out.upstream_clear
+    assert "X-Consumer-ID" not in out.upstream_set
+
+
+def test_keep_kong_identity_headers_leaves_them_to_an_auth_plugin_chained_before():
+    out = gw(keep_kong_identity_headers=True).handle(FakeRequest({**bearer(token()), "X-Consumer-ID": "from-key-auth"}))
     assert "x-consumer-id" not in out.upstream_clear
     assert "X-Consumer-ID" not in out.upstream_set
 

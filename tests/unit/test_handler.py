@@ -134,10 +134,26 @@ def test_guard_marker_follows_every_upstream_change_on_every_allow(kind):
     assert names[-1] == SERIALIZE
 
 
-def test_allow_applies_clears_then_sets_in_one_call():
+def test_allow_applies_clears_and_sets_in_one_set_headers_call():
+    # an empty array removes every header of that name (Kong t/01-pdk/06-service-request/12-set_headers.t TEST 16)
     kong = FakeKong()
-    plugin_with(StubGateway(allow_outcome(upstream_clear=["a", "b"]))).access(kong)
-    assert kong.names[1:4] == ["kong.service.request.clear_header"] * 2 + ["kong.service.request.set_headers"]
+    plugin_with(StubGateway(allow_outcome(upstream_clear=["a", "x_user_id"]))).access(kong)
+    assert kong.names[1] == "kong.service.request.set_headers"
+    assert "kong.service.request.clear_header" not in kong.names
+    assert kong.calls[1][1] == ({"a": [], "x_user_id": [], "X-User-Id": "u1"},)
+
+
+def test_a_name_both_cleared_and_set_is_only_set():
+    # nginx matches names case-insensitively and Lua's pairs order is unspecified
+    kong = FakeKong()
+    plugin_with(StubGateway(allow_outcome(upstream_clear=["x-user-id"]))).access(kong)
+    assert kong.calls[1][1] == ({"X-User-Id": "u1"},)
+
+
+def test_clears_alone_still_make_one_set_headers_call():
+    kong = FakeKong()
+    plugin_with(StubGateway(Outcome(upstream_clear=["x_a", "x-b"], authenticated_groups=[GUARD]))).access(kong)
+    assert kong.calls[1] == ("kong.service.request.set_headers", ({"x_a": [], "x-b": []},))
 
 
 def test_gateway_bug_becomes_a_logged_500(caplog):

@@ -8,7 +8,8 @@ import pytest
 
 from kong_oidc_py.config import parse_config
 from kong_oidc_py.errors import InsufficientScope
-from kong_oidc_py.policy import DEFAULT_POLICY, PolicySet, Requirement, normalize_path
+from kong_oidc_py.paths import path_readings
+from kong_oidc_py.policy import DEFAULT_POLICY, PolicySet, Requirement, all_of, normalize_path
 
 ISSUER = "https://idp.example.com"
 
@@ -292,3 +293,55 @@ def test_idp_claim_layouts_in_policy_claims(claims, key, values, allowed):
         req.evaluate(claims)
     else:
         assert denial(req, claims).reason == "claim_mismatch"
+
+
+# -- paths with several readings (allow_ambiguous_paths) ---------------------------------------
+
+PUB_AND_ADMIN = (
+    {"name": "pub", "paths": ["/pub"], "public": True},
+    {"name": "admin", "paths": ["/admin"], "scopes_required": ["admin"]},
+)
+
+
+def test_public_applies_only_when_every_reading_is_public():
+    matched = policies(*PUB_AND_ADMIN).match_readings(readings=path_readings("/pub/..%2Fadmin"))
+    assert matched.name == "pub+admin"
+    assert not matched.requirement.public
+    assert denial(matched.requirement, {"scope": "read"}).reason == "insufficient_scope"
+    matched.requirement.evaluate({"scope": "admin"})
+
+
+def test_readings_that_all_match_one_policy_give_that_policy_unchanged():
+    ps = policies(*PUB_AND_ADMIN)
+    assert ps.match_readings(readings=path_readings("/pub/a;v=1")) is ps.match(path="/pub/a")
+
+
+def test_a_reading_that_matches_no_policy_adds_the_default_requirement():
+    ps = policies(*PUB_AND_ADMIN, scopes_required=["base"])
+    matched = ps.match_readings(readings=path_readings("/pub/..%2Fother"))
+    assert matched.name == f"pub+{DEFAULT_POLICY}"
+    assert matched.requirement.scopes == (frozenset({"base"}),)
+
+
+def test_all_of_requires_every_requirement_in_every_kind():
+    a = Requirement(scopes=(frozenset({"read"}), frozenset({"admin"})), groups=(frozenset({"staff"}),), scope_hint="read")
+    b = Requirement(scopes=(frozenset({"write"}),), roles=(frozenset({"ops"}),), scope_hint="write")
+    both = all_of([a, b])
+    assert set(both.scopes) == {frozenset({"read", "write"}), frozenset({"admin", "write"})}
+    assert both.groups == a.groups and both.roles == b.roles
+    assert both.scope_hint == "read write"
+    both.evaluate({"scope": "admin write", "groups": ["staff"], "roles": ["ops"]})
+    assert denial(both, {"scope": "read", "groups": ["staff"], "roles": ["ops"]}).reason == "insufficient_scope"
+    assert denial(both, {"scope": "read write", "roles": ["ops"]}).reason == "missing_groups"
+
+
+def test_all_of_keeps_every_claim_check():
+    a = Requirement(claims=((("tenant",), frozenset({"t1"})),))
+    b = Requirement(claims=((("level",), frozenset({"gold"})),))
+    assert denial(all_of([a, b]), {"tenant": "t1", "level": "silver"}).reason == "claim_mismatch"
+
+
+def test_all_of_public_and_token_only_requires_a_token():
+    combined = all_of([Requirement(public=True), Requirement()])
+    assert not combined.public
+    combined.evaluate({})
