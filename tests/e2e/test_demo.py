@@ -52,8 +52,8 @@ def test_emulator_runs_on_its_own_with_the_root_kong_yml(tmp_path):
 
 def test_bearer_call_on_a_browser_route_costs_no_extra_pdk_call(tmp_path):
     # On a route that also does browser login, an API client with a token must not pay for
-    # the browser flow's path lookup: same call count as a bearer-only route (3: headers,
-    # guard marker, log; this route maps identity headers, so 4).
+    # the browser flow's path lookup: same call count as a bearer-only route (4: headers,
+    # path check, guard marker, log; this route maps identity headers, so 5).
     from tests.kong_host import Emulator
     from tests.support.idp import DEFAULT_RESOURCE, OidcProvider
     from tests.support.stack import oidc_spec
@@ -81,6 +81,6 @@ def test_bearer_call_on_a_browser_route_costs_no_extra_pdk_call(tmp_path):
             token = idp.client_credentials_token()
             response = httpx.get(url + "/app/x", headers={"Authorization": f"Bearer {token}"}, timeout=10)
             assert response.status_code == 200
-            assert emu.log_lines(wait_for=1)[-1]["pdk_calls"]["oidc"] == 4
+            assert emu.log_lines(wait_for=1)[-1]["pdk_calls"]["oidc"] == 5
         finally:
             emu.stop()

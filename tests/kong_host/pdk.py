@@ -106,7 +106,9 @@ def parse_query(args: str, max_args: int = 100) -> dict:
 
 
 def headers_table(pairs: list[tuple[str, str]], max_headers: int = 100) -> dict:
-    """ngx.req.get_headers(max): lower-cased names, repeated headers as arrays."""
+    """ngx.req.get_headers(max): lower-cased names with `_` kept (nginx's `lowcase_key`, which
+    lua-nginx-module `ngx_http_lua_ffi_req_get_headers` returns when raw = 0; lua-resty-core's
+    `req_headers_mt` maps `_` to `-` only on lookup), repeated headers as arrays."""
     out: dict = {}
     for i, (k, v) in enumerate(pairs):
         if i >= max_headers:
@@ -188,6 +190,11 @@ def lua_type(v: Any) -> str:
 
 
 def _set_header_op(ops: list[tuple[str, str]], name: str, value: Any, add: bool) -> list[tuple[str, str]]:
+    """ngx.req.set_header: lua-nginx-module `ngx_http_set_header_helper` replaces every header
+    whose name has the same length and matches under `ngx_strncasecmp` (case-insensitive; `_`
+    and `-` stay different), and an empty array removes them all (Kong's
+    t/01-pdk/06-service-request/12-set_headers.t TEST 16, "removes headers when given an empty
+    array")."""
     values = value if isinstance(value, list) else [value]
     if not add:
         ops = [(k, v) for k, v in ops if k.lower() != name.lower()]
@@ -414,6 +421,7 @@ class PDK:
         check_phase(ctx, REWRITE_ACCESS)
         if not isinstance(name, str):
             raise LuaError("header name must be a string")
+        # ngx.req.clear_header: same name comparison as _set_header_op
         ctx.upstream_headers = [(k, v) for k, v in ctx.upstream_headers if k.lower() != name.lower()]
 
     def m_service__request__set_headers(self, ctx, headers=None):

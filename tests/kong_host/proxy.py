@@ -26,6 +26,12 @@ from .context import SERVER_TOKENS, RequestCtx
 from .lua import KongExit, LuaError
 from .pdk import error_body, serialize
 
+# nginx bounds request headers by size (Kong's default large_client_header_buffers 4 8k,
+# kong.conf.default `nginx_http_large_client_header_buffers`), not by count, so a client can send
+# more than the 1000 headers `kong.request.get_headers` returns. http.server stops at 100
+# (http.client._MAXHEADERS); 32 KiB hold at most 8192 minimal "a:" lines.
+http.client._MAXHEADERS = max(http.client._MAXHEADERS, 8192)  # type: ignore[attr-defined]
+
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 # set by nginx_kong.lua proxy_set_header (client values are replaced)
 KONG_SET = {"host", "via", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",

@@ -1,6 +1,9 @@
-"""Echo upstream: answers every request with JSON {method, path, query, headers, body}.
+"""Echo upstream: answers every request with JSON {method, path, query, headers, body, resolved_path}.
 
 `headers` is a list of [name, value] pairs as received (repeats kept, order kept).
+`resolved_path` is the resource a lenient upstream serves for `path`: `;params` dropped (Tomcat,
+before decoding), percent-decoded once (nginx, most frameworks), `;params` dropped again
+(Spring, after decoding), `\\` read as `/` (IIS, ASP.NET), dot segments resolved and `//` merged.
 CLI: python -m tests.upstream.echo --port 9000. Tests: `with EchoUpstream() as up: up.port`.
 """
 
@@ -8,9 +11,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import posixpath
+import re
 import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler
+from urllib.parse import unquote
+
+
+_PARAMS = re.compile(r";[^/]*")
+
+
+def resolve_path(path: str) -> str:
+    """What a lenient upstream makes of `path` (see the module doc); kept independent of the
+    plugin's own paths.py on purpose."""
+    decoded = unquote(_PARAMS.sub("", path), errors="surrogateescape")
+    decoded = _PARAMS.sub("", decoded).replace("\\", "/")
+    resolved = posixpath.normpath("/" + decoded.lstrip("/"))
+    return "/" + resolved.lstrip("/")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -30,6 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
             "query": query if "?" in self.path else None,
             "headers": [[k, v] for k, v in self.headers.items()],
             "body": body.decode("utf-8", "replace"),
+            "resolved_path": resolve_path(path),
         }
         self.server.requests.append(out)  # type: ignore[attr-defined]
         data = json.dumps(out).encode()
