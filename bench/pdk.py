@@ -10,9 +10,10 @@ one call = (p50[N] - p50[0]) / N, median of rounds. The same runs give the cost 
 event that makes no call (p50[0] - p50[no plugin]).
 
 Calls per path: requests through the emulator to our real plugin server; the counts come from
-the emulator's log lines (`pdk_calls.oidc`). Paths: bearer accepted, bearer rejected, public
-route (policy public), redirect to login (authorization_code), session (cookie minted with the
-plugin's own session store from the same config).
+the emulator's log lines (`pdk_calls.oidc`). Paths: bearer accepted (also with spoofed spellings
+of identity headers to strip), bearer rejected, ambiguous path (400), public route (policy
+public), redirect to login (authorization_code), session (cookie minted with the plugin's own
+session store from the same config).
 """
 
 from __future__ import annotations
@@ -106,7 +107,11 @@ def calls_per_path(echo_port: int) -> dict:
 
                 bearer = {"Authorization": f"Bearer {token}"}
                 count("bearer_accepted", "GET", "/api/x", bearer, {200})
+                # spoofed spellings of Kong identity headers: stripped inside the one set_headers call
+                count("bearer_spoofed_headers", "GET", "/api/x",
+                      {**bearer, "X_Consumer_ID": "c", "X-Consumer-Username": "u", "x_authenticated_userid": "u"}, {200})
                 count("bearer_rejected", "GET", "/api/x", {"Authorization": "Bearer not-a-jwt"}, {401})
+                count("ambiguous_path", "GET", "/pub/..%2Fapi", {}, {400})
                 count("public_route", "GET", "/pub/x", {}, {200})
                 count("redirect_to_login", "GET", "/web/x", {"Accept": "text/html", "Sec-Fetch-Mode": "navigate",
                                                             "Sec-Fetch-Dest": "document"}, {302})
