@@ -251,17 +251,7 @@ class Gateway:
             upstream_set.update(extra_set)
         if self.sets_consumer and consumer is not None:
             upstream_set.update(consumer_headers(consumer, credential))
-        # A name we set replaces the client's copy of that exact name (nginx compares names
-        # case-insensitively); every other spelling of an owned header is removed.
-        keep = {name.lower() for name in upstream_set}
-        if decision == "already_authenticated":
-            keep |= self._set_by_other_plugin
-        if req.headers_truncated:
-            # allow_truncated_headers: we may not have seen every header the client sent, so
-            # clear every spelling of every header we own.
-            spoofed = [n for n in self._owned_spellings if n not in keep]
-        else:
-            spoofed = spoofed_spellings(req.headers, self.owned_headers, frozenset(keep))
+        spoofed = self.headers_to_strip(req.headers, req.headers_truncated, upstream_set, decision)
         clear = sorted(set(spoofed) | set(extra_clear or ()))
         groups = [cfg.guard_group]
         if claims is not None and cfg.authenticated_groups_claim:
@@ -278,6 +268,21 @@ class Gateway:
             credential=credential,
             log=log_fields,
         )
+
+    def headers_to_strip(self, headers: Mapping[str, Any], truncated: bool, upstream_set: Mapping[str, str],
+                         decision: str) -> list[str]:
+        """The client's headers to remove before an allowed request is proxied (also for
+        `explain`): every received spelling of an owned header (headers.py). A name we set
+        replaces the client's copy of that exact name (nginx compares names case-insensitively),
+        and after another auth plugin (`already_authenticated`) its consumer headers stand."""
+        keep = {name.lower() for name in upstream_set}
+        if decision == "already_authenticated":
+            keep |= self._set_by_other_plugin
+        if truncated:
+            # allow_truncated_headers: we may not have seen every header the client sent, so
+            # clear every spelling of every header we own.
+            return [n for n in self._owned_spellings if n not in keep]
+        return spoofed_spellings(headers, self.owned_headers, frozenset(keep))
 
     def consumer_for(self, req: RequestView, claims: Claims) -> tuple[dict | None, dict | None]:
         """KO consumer mapping: the first `consumer_by` lookup that finds the claim's value."""
