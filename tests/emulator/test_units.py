@@ -53,3 +53,25 @@ def test_normalize_decodes_unreserved_and_keeps_reserved_upper_case():
 ])
 def test_upstream_uri_v0_joins_like_kong(strip, postfix, req, base, expected):
     assert upstream_uri_v0(strip, postfix, req, base) == expected
+
+
+# -- what the plugin's path and header rules rely on (kong_oidc_py/paths.py, headers.py) ------
+
+
+def test_normalize_keeps_encoded_slash_semicolon_and_percent_but_decodes_backslash():
+    # kong/tools/uri.lua: "\" (0x5C) is not in RESERVED_CHARS, so %5C is decoded; ";" stays
+    assert normalize("/a%2fb/%3B/%25/%5c/c;d", True) == "/a%2Fb/%3B/%25/\\/c;d"
+
+
+def test_get_headers_lower_cases_names_and_keeps_underscores():
+    from tests.kong_host.pdk import headers_table
+
+    assert headers_table([("X_User_Id", "a"), ("X-User-Id", "b"), ("x-user-id", "c")], 1000) == {
+        "x_user_id": "a", "x-user-id": ["b", "c"]}
+
+
+def test_set_headers_empty_array_removes_that_name_in_any_case_but_not_other_spellings():
+    from tests.kong_host.pdk import _set_header_op
+
+    ops = [("X-User-Id", "a"), ("x-USER-id", "b"), ("X_User_Id", "c"), ("Accept", "*/*")]
+    assert _set_header_op(ops, "x-user-id", [], add=False) == [("X_User_Id", "c"), ("Accept", "*/*")]
