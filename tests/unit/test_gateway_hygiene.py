@@ -229,3 +229,22 @@ def test_allowed_truncated_list_clears_every_spelling_of_every_owned_header_not_
 def test_allowed_truncated_list_clears_the_kong_family_too():
     out = gw(allow_truncated_headers=True).handle(Req(bearer(), truncated=True))
     assert {"x-consumer-id", "x_consumer_id", "x-consumer_custom-id", "x_authenticated_userid"} <= set(out.upstream_clear)
+
+
+def test_session_request_strips_every_spelling_of_owned_headers():
+    import time
+
+    from kong_oidc_py.browser.session.model import Session
+
+    g = gw(auth_methods=["session", "bearer"], session_secret="s" * 40, session_cookie_secure=False,
+           upstream_access_token_header="X-Access-Token", **IDENTITY)
+    now = time.time()
+    access = KEY.sign(claims(lifetime=3600))
+    session = Session.new(subject="user-1", issuer=ISSUER, access_token=access, id_token=None,
+                          refresh_token=None, expires_at=now + 3600, now=now)
+    cookie = "; ".join(c.split(";", 1)[0] for c in g.browser.sessions.save(session, {}, now))
+    spoofs = {**SPOOFS, "X_Access_Token": "forged", "X-Consumer-ID": "c"}
+    out = g.handle(Req({"Cookie": cookie, **spoofs}, path="/app"))
+    assert out.allowed and out.log["auth_method"] == "session"
+    assert out.upstream_set["X-Access-Token"] == access
+    assert {"x_user_id", "x-user_id", "x_groups", "x-groups", "x_access_token", "x-consumer-id"} <= set(out.upstream_clear)
