@@ -186,7 +186,7 @@ def test_real_gateway_with_monkeypatched_bug_answers_500_then_next_request_works
     monkeypatch.setattr(gateway_mod, "get_provider", lambda issuer, settings: _static_provider(issuer))
     plugin = Plugin({"issuer": "http://127.0.0.1:1/realms/bug", "policies": [{"name": "pub", "paths": ["/pub"], "public": True}]})
     original = plugin.gateway._match_policy
-    monkeypatch.setattr(plugin.gateway, "_match_policy", lambda req: (_ for _ in ()).throw(IndexError("bug")))
+    monkeypatch.setattr(plugin.gateway, "_match_policy", lambda req, readings: (_ for _ in ()).throw(IndexError("bug")))
     broken = FakeKong()
     plugin.access(broken)
     assert broken.names[-1] == EXIT and broken.calls[-1][1][0] == 500
