@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 
 $(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
 	@echo "==> installing kong-oidc-py and the demo's packages into $(VENV) (each package is listed as it comes)"
-	$(PY) -m pip install --disable-pip-version-check --progress-bar off -e '.[demo]' \
+	PYTHONUNBUFFERED=1 $(PY) -m pip install --disable-pip-version-check --progress-bar off -e '.[demo]' \
 		| grep --line-buffered -E '^(Collecting|Successfully installed)' || true
 	@$(PY) -c 'import kong_oidc_py, yaml, msgpack' || { echo "make: installing into $(VENV) failed (see pip's output above)"; exit 1; }
 	@touch $@
