@@ -22,6 +22,7 @@ import traceback
 from typing import Any, Mapping
 
 from kong_oidc_py import metrics
+from kong_oidc_py.edge import kong_log
 from kong_oidc_py.gateway import Gateway, Outcome, gateway_for
 
 log = logging.getLogger("kong_oidc_py")
@@ -172,6 +173,7 @@ class Plugin:
             self._count(request, _ERROR_LOG, started)
             return
         try:
+            _replay_warnings(kong)
             apply_outcome(kong, outcome)
         except Exception:  # noqa: BLE001
             log.error("oidc: applying the outcome failed:\n%s", _stack())
@@ -192,8 +194,17 @@ class Plugin:
         metrics.decision(self._instance, route, fields, time.perf_counter() - started)
 
 
+def _replay_warnings(kong: Any) -> None:
+    """Our warnings/errors since the last event, at their level in Kong's log (edge/kong_log.py).
+    After the first PDK call (kong-pdk's lock) and before the last (exit ends the event)."""
+    bridge = kong_log.bridge()
+    if bridge is not None and bridge.pending():
+        bridge.drain(kong)
+
+
 def _fail(kong: Any, reason: str) -> None:
     try:
+        _replay_warnings(kong)
         kong.log.set_serialize_value("oidc", {"decision": "error", "reason": reason})
         kong.response.exit(500, INTERNAL_ERROR_BODY, {})
     except Exception:  # noqa: BLE001 - the guard still denies: no marker was written

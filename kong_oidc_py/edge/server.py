@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
             stream=sys.stdout, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
         )
         pdk_fixes.apply()
+        from kong_oidc_py.edge import kong_log
+
+        kong_log.install()
         if metrics_settings is not None:
             from kong_oidc_py.edge import metrics_server
 
