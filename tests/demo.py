@@ -2,7 +2,9 @@
 
 Starts the real oidc-provider (issuer http://127.0.0.1:9100), the echo upstream (:9000) and the
 Kong host emulator (:8000) running the real `kong-oidc-py` plugin server, then prints commands to
-copy. Ctrl-C stops everything. `--check` runs the printed scenarios once and exits (used by tests).
+copy. Ctrl-C stops everything. `--check` (`make demo-check`) runs every printed scenario once and
+exits non-zero if one misbehaves. Ports come from flags; kong.yml names the default ones, so the
+demo rewrites them into a copy of the file inside its temporary prefix (removed at exit).
 """
 
 from __future__ import annotations
@@ -12,46 +14,81 @@ import signal
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from tests.kong_host import Emulator
-from tests.support.idp import DEFAULT_RESOURCE, OidcProvider
+from tests.kong_host.ports import port_in_use
+from tests.support.idp import DEFAULT_RESOURCE, OidcProvider, ProviderStartError
 from tests.support.stack import REPO_ROOT, oidc_spec
 from tests.upstream.echo import EchoUpstream
 
+# The ports kong.yml and the README name.
 KONG_PORT, ECHO_PORT, IDP_PORT = 8000, 9000, 9100
 
 
-def instructions(issuer: str) -> str:
-    kong = f"http://127.0.0.1:{KONG_PORT}"
-    token = (
-        f"TOKEN=$(curl -s -u m2m:m2m-secret -d grant_type=client_credentials -d 'scope=read write admin' "
-        f"-d resource={DEFAULT_RESOURCE} {issuer}/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
-    )
-    read_only = (
-        f"RTOKEN=$(curl -s -u m2m:m2m-secret -d grant_type=client_credentials -d scope=read "
-        f"-d resource={DEFAULT_RESOURCE} {issuer}/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
-    )
+@dataclass(frozen=True)
+class Case:
+    """One row of the README's Quickstart table (and of the banner)."""
+
+    method: str
+    path: str
+    token: str | None      # "TOKEN" (all scopes), "RTOKEN" (read only), a literal, or None
+    headers: tuple[tuple[str, str], ...]
+    status: int
+    result: str
+    in_banner: bool = True  # False: checked, but a browser step rather than a curl line
+
+    def curl(self, kong: str) -> str:
+        parts = ["curl -i"]
+        if self.method != "GET":
+            parts.append(f"-X {self.method}")
+        if self.token:
+            value = f"${self.token}" if self.token in ("TOKEN", "RTOKEN") else self.token
+            parts.append(f'-H "Authorization: Bearer {value}"')
+        parts += [f'-H "{k}: {v}"' for k, v in self.headers]
+        return " ".join(parts) + f" {kong}{self.path}"
+
+
+CASES: tuple[Case, ...] = (
+    Case("GET", "/api/orders", None, (), 401, 'WWW-Authenticate: Bearer realm="kong"'),
+    Case("GET", "/api/orders", "TOKEN", (), 200, "upstream sees X-Authenticated-Userid, X-Client-Id, X-Scopes"),
+    Case("GET", "/api/admin", "RTOKEN", (), 403, 'insufficient_scope, scope="admin"'),
+    Case("GET", "/api/admin", "TOKEN", (), 200, "scope admin, group machines"),
+    Case("GET", "/catalog/public/items", None, (), 200, "no token needed (public policy)"),
+    Case("POST", "/catalog/items", "RTOKEN", (), 403, "writes need scope write"),
+    Case("GET", "/api/orders", "not.a.jwt", (), 401, "invalid_token"),
+    Case("GET", "/app/", None, (("Accept", "application/json"),), 401, "API clients are never redirected"),
+    Case("GET", "/app/hello?x=1", None, (("Accept", "text/html"), ("Sec-Fetch-Mode", "navigate")), 302,
+         "a browser navigation goes to the IdP", in_banner=False),
+    Case("GET", "/health", None, (), 200, "no plugin on this route", in_banner=False),
+)
+
+
+def token_command(var: str, scope: str, issuer: str) -> str:
+    scope_arg = f"'scope={scope}'" if " " in scope else f"scope={scope}"
+    return (f"{var}=$(curl -s -u m2m:m2m-secret -d grant_type=client_credentials -d {scope_arg} "
+            f"-d resource={DEFAULT_RESOURCE} {issuer}/token | python3 -c 'import json,sys; "
+            f"print(json.load(sys.stdin)[\"access_token\"])')")
+
+
+def instructions(issuer: str, kong_port: int = KONG_PORT, echo_port: int = ECHO_PORT) -> str:
+    kong = f"http://127.0.0.1:{kong_port}"
+    rows = "\n".join(f"  {c.curl(kong):<78} # {c.status} {c.result}" for c in CASES if c.in_banner)
     return f"""
 kong-oidc-py demo is running:
   Kong (emulated)  {kong}     config: kong.yml
   OpenID provider  {issuer}   clients m2m/m2m-secret (API), web/web-secret (browser); user alice/alice-password
-  echo upstream    http://127.0.0.1:{ECHO_PORT}
+  echo upstream    http://127.0.0.1:{echo_port}
 
 Get client-credentials tokens (all scopes, and read only):
-  {token}
-  {read_only}
+  {token_command("TOKEN", "read write admin", issuer)}
+  {token_command("RTOKEN", "read", issuer)}
 
 Call the routes:
-  curl -i {kong}/api/orders                                      # 401, WWW-Authenticate: Bearer realm="kong"
-  curl -i -H "Authorization: Bearer $TOKEN" {kong}/api/orders    # 200, upstream sees X-Authenticated-Userid, X-Client-Id, X-Scopes
-  curl -i -H "Authorization: Bearer $RTOKEN" {kong}/api/admin    # 403 insufficient_scope, scope="admin"
-  curl -i -H "Authorization: Bearer $TOKEN" {kong}/api/admin     # 200 (scope admin, group machines)
-  curl -i {kong}/catalog/public/items                            # 200 without a token (public policy)
-  curl -i -X POST -H "Authorization: Bearer $RTOKEN" {kong}/catalog/items   # 403: writes need scope write
-  curl -i -H "Authorization: Bearer not.a.jwt" {kong}/api/orders  # 401 invalid_token
-  curl -i -H "Accept: application/json" {kong}/app/               # 401: API clients are never redirected
+{rows}
 
 In a browser: open {kong}/app/hello?x=1, sign in as alice / alice-password, land back on /app/hello?x=1;
 sign out at {kong}/app/logout.
@@ -61,62 +98,80 @@ to the emulator's log file printed below. Ctrl-C stops the demo.
 """
 
 
-def check(issuer: str) -> int:
-    """Run the scenarios the banner prints; return the number that misbehaved."""
-    kong = f"http://127.0.0.1:{KONG_PORT}"
+def check(issuer: str, kong_port: int) -> int:
+    """Run every scenario; return the number that misbehaved."""
+    kong = f"http://127.0.0.1:{kong_port}"
     tokens = {}
-    for name, scope in (("all", "read write admin"), ("read", "read")):
+    for name, scope in (("TOKEN", "read write admin"), ("RTOKEN", "read")):
         response = httpx.post(f"{issuer}/token", auth=("m2m", "m2m-secret"),
                               data={"grant_type": "client_credentials", "scope": scope, "resource": DEFAULT_RESOURCE})
         tokens[name] = response.json()["access_token"]
-    cases = [
-        ("GET", "/api/orders", None, {}, 401),
-        ("GET", "/api/orders", "all", {}, 200),
-        ("GET", "/api/admin", "read", {}, 403),
-        ("GET", "/api/admin", "all", {}, 200),
-        ("GET", "/catalog/public/items", None, {}, 200),
-        ("POST", "/catalog/items", "read", {}, 403),
-        ("GET", "/app/", None, {"Accept": "application/json"}, 401),
-        ("GET", "/app/hello?x=1", None, {"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}, 302),
-        ("GET", "/health", None, {}, 200),
-    ]
     failures = 0
     with httpx.Client(base_url=kong, timeout=10) as client:
-        for method, path, token, headers, expected in cases:
-            h = dict(headers)
-            if token:
-                h["Authorization"] = f"Bearer {tokens[token]}"
-            status = client.request(method, path, headers=h).status_code
-            ok = status == expected
+        for case in CASES:
+            h = dict(case.headers)
+            if case.token:
+                h["Authorization"] = f"Bearer {tokens.get(case.token, case.token)}"
+            status = client.request(case.method, case.path, headers=h).status_code
+            ok = status == case.status
             failures += not ok
-            print(f"{'ok ' if ok else 'BAD'} {method:4} {path:24} token={token or '-':4} -> {status} (want {expected})")
+            print(f"{'ok ' if ok else 'BAD'} {case.method:4} {case.path:24} token={case.token or '-':9} "
+                  f"-> {status} (want {case.status})", flush=True)
     return failures
 
 
-def main() -> int:
+def localized_config(source: Path, dest: Path, kong_port: int, echo_port: int, idp_port: int) -> Path:
+    """kong.yml with the default demo ports replaced by the chosen ones."""
+    text = source.read_text()
+    for default, chosen in ((KONG_PORT, kong_port), (ECHO_PORT, echo_port), (IDP_PORT, idp_port)):
+        text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{chosen}")
+    dest.write_text(text)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="run the demo scenarios once and exit")
     parser.add_argument("--config", default=str(REPO_ROOT / "kong.yml"))
-    args = parser.parse_args()
+    parser.add_argument("--kong-port", type=int, default=KONG_PORT)
+    parser.add_argument("--upstream-port", type=int, default=ECHO_PORT)
+    parser.add_argument("--idp-port", type=int, default=IDP_PORT)
+    args = parser.parse_args(argv)
+    ports = {"--kong-port": args.kong_port, "--upstream-port": args.upstream_port, "--idp-port": args.idp_port}
+    for flag, port in ports.items():
+        busy = port_in_use("127.0.0.1", port)
+        if busy:
+            print(f"Error: {busy} (use {flag} to pick another)", file=sys.stderr)
+            return 1
 
-    with tempfile.TemporaryDirectory(prefix="kong-oidc-demo-") as prefix, \
-            OidcProvider(port=IDP_PORT) as idp, EchoUpstream(port=ECHO_PORT):
-        emu = Emulator(prefix=prefix, workers=2, read_timeout=30)
+    with tempfile.TemporaryDirectory(prefix="kong-oidc-demo-") as prefix:
         try:
-            emu.start(args.config, [oidc_spec(prefix)], port=KONG_PORT)
-            if args.check:
-                return 1 if check(idp.issuer) else 0
-            print(instructions(idp.issuer))
-            print(f"log file: {emu.log_path}", flush=True)
-            stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            try:
-                stop.wait()
-            except KeyboardInterrupt:
-                pass
-            return 0
+            idp = OidcProvider(port=args.idp_port).__enter__()
+        except ProviderStartError as exc:
+            print(f"Error: the test IdP did not start: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return 1
+        try:
+            with EchoUpstream(port=args.upstream_port):
+                config = localized_config(Path(args.config), Path(prefix) / "kong.yml",
+                                          args.kong_port, args.upstream_port, args.idp_port)
+                emu = Emulator(prefix=prefix, workers=2, read_timeout=30)
+                try:
+                    emu.start(str(config), [oidc_spec(prefix)], port=args.kong_port)
+                    if args.check:
+                        return 1 if check(idp.issuer, args.kong_port) else 0
+                    print(instructions(idp.issuer, args.kong_port, args.upstream_port))
+                    print(f"log file: {emu.log_path} (removed when the demo stops)", flush=True)
+                    stop = threading.Event()
+                    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+                    try:
+                        stop.wait()
+                    except KeyboardInterrupt:
+                        pass
+                    return 0
+                finally:
+                    emu.stop()
         finally:
-            emu.stop()
+            idp.close()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import quote, urlencode, urlsplit
 
+from kong_oidc_py import metrics
 from kong_oidc_py.errors import AuthError, InvalidToken, MissingToken, ProviderError
 from kong_oidc_py.browser.session.cookie import parse_cookie_header
 from kong_oidc_py.browser.session.locks import SessionStoreError
@@ -45,6 +46,10 @@ log = logging.getLogger("kong_oidc_py")
 # Refresh this long before the access token expires, so a request never carries a token that
 # expires on its way upstream.
 REFRESH_MARGIN = 10
+# _refresh's reason -> the metrics' refresh outcome ("" = another request's refresh was reused).
+_REFRESH_OUTCOME = {"refreshed": "refreshed", "": "shared", "refresh_failed": "failed",
+                    "session_expired": "no_refresh_token"}
+
 # How long a refresh result is handed to requests that still carry the pre-refresh cookie.
 RECENT_REFRESH_TTL = 30
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -172,6 +177,7 @@ class BrowserFlow:
             auth_method=config.token_endpoint_auth_method,
             timeout_ms=config.timeout,
             ssl_verify=config.ssl_verify,
+            issuer=provider.issuer,
         )
         self.login_enabled = "authorization_code" in config.auth_methods
         self.session_enabled = True
@@ -365,6 +371,7 @@ class BrowserFlow:
         refreshed = False
         if refresh_due(session.access_token, session.expires_at, now):
             session, refreshed_cookies, reason = self._refresh(session, cookies, now)
+            metrics.session_refresh(_REFRESH_OUTCOME.get(reason, "failed"))
             if session is None:
                 return self._session_failed(req, cookies, gw, policy, reason)
             refreshed = reason == "refreshed"

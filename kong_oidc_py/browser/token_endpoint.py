@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import quote_plus
 
 import httpx
 
+from kong_oidc_py import metrics
 from kong_oidc_py.errors import ProviderError
+from kong_oidc_py.idp.fetch import fetch_outcome
 
 MAX_TOKEN_RESPONSE_BYTES = 256 * 1024
 
@@ -47,7 +50,9 @@ class TokenClient:
         auth_method: str,
         timeout_ms: int,
         ssl_verify: bool,
+        issuer: str = "",
     ) -> None:
+        self._issuer = issuer  # metrics label
         self._client_id = client_id
         self._client_secret = client_secret
         self._auth_method = auth_method
@@ -72,6 +77,22 @@ class TokenClient:
         return self._post(endpoint, form)
 
     def _post(self, endpoint: str, form: dict[str, str]) -> TokenResponse:
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            response = self._exchange(endpoint, form)
+            outcome = "ok"
+            return response
+        except TokenError:
+            outcome = "status"  # the IdP answered with an OAuth error
+            raise
+        except ProviderError as exc:
+            outcome = fetch_outcome(exc)
+            raise
+        finally:
+            metrics.idp_fetch(self._issuer, "token", outcome, time.monotonic() - started)
+
+    def _exchange(self, endpoint: str, form: dict[str, str]) -> TokenResponse:
         headers = {"Accept": "application/json"}
         if self._auth_method == "client_secret_post":
             form = {**form, "client_id": self._client_id, "client_secret": self._client_secret}

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
 from typing import Any, Mapping
 
+from kong_oidc_py import metrics
+from kong_oidc_py.edge import kong_log
 from kong_oidc_py.gateway import Gateway, Outcome, gateway_for
 
 log = logging.getLogger("kong_oidc_py")
@@ -30,6 +33,7 @@ log = logging.getLogger("kong_oidc_py")
 MAX_HEADERS = 1000
 
 INTERNAL_ERROR_BODY = {"message": "An unexpected error occurred"}
+_ERROR_LOG = {"decision": "error", "reason": "internal_error"}
 
 
 def _stack() -> str:
@@ -72,6 +76,11 @@ class PdkRequest:
 
     def route(self) -> dict | None:
         route = self._get("route", self._kong.router.get_route)
+        return route if isinstance(route, dict) else None
+
+    def cached_route(self) -> dict | None:
+        """The route if a getter already fetched it; never a PDK call."""
+        route = self._cache.get("route")
         return route if isinstance(route, dict) else None
 
     def query(self) -> Mapping[str, list[str]]:
@@ -155,6 +164,7 @@ class Plugin:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self._raw = dict(config)
         self.gateway: Gateway = gateway_for(self._raw)
+        self._instance, self._route = metrics.instance_labels(self._raw)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # kong-pdk's -m mode pickles the bound handler per event; rebuild from the raw config
@@ -162,27 +172,53 @@ class Plugin:
         return (Plugin, (self._raw,))
 
     def access(self, kong: Any) -> None:
+        started = time.perf_counter()
         try:
             request = PdkRequest(kong)
         except Exception:  # noqa: BLE001 - nothing has been said to Kong yet; a plain return lets the guard deny
             log.error("oidc: reading the request failed:\n%s", _stack())
+            self._count(None, _ERROR_LOG, started)
             return
         try:
             outcome = self.gateway.handle(request)
         except Exception:  # noqa: BLE001 - a bug must become a 500, never a hung event
             log.error("oidc: unexpected error:\n%s", _stack())
             _fail(kong, "internal_error")
+            self._count(request, _ERROR_LOG, started)
             return
         try:
+            _replay_warnings(kong)
             apply_outcome(kong, outcome)
         except Exception:  # noqa: BLE001
             log.error("oidc: applying the outcome failed:\n%s", _stack())
             if outcome.status is None:
                 _fail(kong, "internal_error")
+            self._count(request, _ERROR_LOG, started)
+            return
+        self._count(request, outcome.log, started)
+
+    def _count(self, request: "PdkRequest | None", fields: Mapping[str, Any], started: float) -> None:
+        if not metrics.enabled():
+            return
+        route = self._route
+        if not route and request is not None:
+            # A service-scoped instance knows its route only if the decision already asked.
+            fetched = request.cached_route()
+            route = (fetched.get("name") or fetched.get("id") or "") if fetched else ""
+        metrics.decision(self._instance, route, fields, time.perf_counter() - started)
+
+
+def _replay_warnings(kong: Any) -> None:
+    """Our warnings/errors since the last event, at their level in Kong's log (edge/kong_log.py).
+    After the first PDK call (kong-pdk's lock) and before the last (exit ends the event)."""
+    bridge = kong_log.bridge()
+    if bridge is not None and bridge.pending():
+        bridge.drain(kong)
 
 
 def _fail(kong: Any, reason: str) -> None:
     try:
+        _replay_warnings(kong)
         kong.log.set_serialize_value("oidc", {"decision": "error", "reason": reason})
         kong.response.exit(500, INTERNAL_ERROR_BODY, {})
     except Exception:  # noqa: BLE001 - the guard still denies: no marker was written

@@ -13,10 +13,15 @@ PDK call) are avoided in `handler.py` instead; see ../shared/kong-plugin-server.
 
 2. The watchdog. kong-pdk's watchdog only ends its own thread in threading mode, so a plugin
    server orphaned by a dead Kong keeps running and keeps its socket. Ours exits the process.
+
+3. Log timestamps. kong-pdk's logger stamps every line with a hard-coded GMT+8 clock
+   (kong_pdk/logger.py `tz_GMT8`), and Kong copies those lines next to its own UTC ones. We
+   swap the zone for UTC.
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
 import os
 import threading
@@ -51,6 +56,17 @@ def _watchdog(parent_pid: int, interval: float) -> None:
         time.sleep(interval)
 
 
+def _utc() -> datetime.tzinfo:
+    return datetime.timezone.utc
+
+
+def _utc_log_timestamps() -> None:
+    from kong_pdk import logger
+
+    # logger.Logger.log looks the name up at each call, so replacing it is enough.
+    logger.tz_GMT8 = _utc
+
+
 def apply(watch_parent: bool = True, interval: float = 1.0) -> None:
     """Apply every fix once; safe to call again."""
     global _applied
@@ -60,6 +76,7 @@ def apply(watch_parent: bool = True, interval: float = 1.0) -> None:
         from kong_pdk import listener
 
         listener.msgpack = _lenient_msgpack()
+        _utc_log_timestamps()
         if watch_parent and os.getppid() != 1:
             threading.Thread(
                 target=_watchdog, args=(os.getppid(), interval), name="oidc-watchdog", daemon=True

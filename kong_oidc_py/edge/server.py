@@ -20,6 +20,13 @@ PRIORITY = 1050
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    from kong_oidc_py.edge.metrics_server import MetricsArgsError, pop_metrics_args
+
+    try:
+        args, metrics_settings = pop_metrics_args(args)
+    except MetricsArgsError as exc:
+        sys.stderr.write(f"kong-oidc-py: {exc}\n")
+        raise SystemExit(2) from None
     dumping = "--dump" in args or "-dump" in args
     if not dumping and ("-g" in args or "--gevent" in args):
         # kong-pdk never monkey-patches: in gevent mode one IdP fetch (httpx, blocking) would
@@ -44,6 +51,17 @@ def main(argv: list[str] | None = None) -> None:
             stream=sys.stdout, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
         )
         pdk_fixes.apply()
+        from kong_oidc_py.edge import kong_log
+
+        kong_log.install()
+        if metrics_settings is not None:
+            from kong_oidc_py.edge import metrics_server
+
+            multiprocess = "-m" in args or "--multiprocessing" in args
+            if multiprocess:
+                metrics_server.prepare_multiprocess()
+            # Before kong-pdk forks its -m pool, so every process records.
+            metrics_server.start(metrics_settings, multiprocess=multiprocess)
 
     from kong_pdk.cli import start_dedicated_server
 

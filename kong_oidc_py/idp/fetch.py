@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from kong_oidc_py import metrics
 from kong_oidc_py.errors import ProviderError
 
 log = logging.getLogger("kong_oidc_py")
@@ -83,6 +84,21 @@ def parse_json_object(raw: bytes) -> dict:
     return value
 
 
+# ProviderError reasons of the fetches -> the metrics' `kind` label.
+_FETCH_KIND = {"discovery_failed": "discovery", "jwks_failed": "jwks"}
+
+
+def fetch_outcome(exc: ProviderError) -> str:
+    """The metrics' `outcome` label of a failed fetch, from the failure's log detail."""
+    detail = f"{exc.description} {exc.detail or ''}"
+    for marker, outcome in (("did not answer within", "timeout"), ("answered HTTP", "status"),
+                            ("more than", "too_large"), ("SSL", "tls"), ("unreachable", "unreachable"),
+                            ("JSON", "bad_json"), ("URL", "invalid"), ("refusing", "invalid")):
+        if marker in detail:
+            return outcome
+    return "error"
+
+
 class Fetcher:
     """One pooled httpx client for one provider's settings."""
 
@@ -93,7 +109,9 @@ class Fetcher:
         ssl_verify: bool = True,
         allow_insecure: bool = False,
         max_bytes: int = MAX_RESPONSE_BYTES,
+        issuer: str = "",
     ) -> None:
+        self.issuer = issuer  # the metrics label of every call this fetcher makes
         self.timeout = max(timeout_ms, 1) / 1000.0
         self.allow_insecure = allow_insecure
         self.max_bytes = max_bytes
@@ -109,6 +127,17 @@ class Fetcher:
 
     def get_json(self, url: str, *, reason: str) -> dict:
         """GET `url` and return its JSON object body; any failure is ProviderError(reason)."""
+        started = time.monotonic()
+        kind = _FETCH_KIND.get(reason, "other")
+        try:
+            body = self._get_json(url, reason=reason)
+        except ProviderError as exc:
+            metrics.idp_fetch(self.issuer, kind, fetch_outcome(exc), time.monotonic() - started)
+            raise
+        metrics.idp_fetch(self.issuer, kind, "ok", time.monotonic() - started)
+        return body
+
+    def _get_json(self, url: str, *, reason: str) -> dict:
         check_url(url, allow_insecure=self.allow_insecure, reason=reason)
         # httpx timeouts apply per operation; a server that drips one byte per second would
         # never trip them, so the whole exchange also has a deadline.

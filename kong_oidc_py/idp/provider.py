@@ -57,6 +57,7 @@ class Provider:
             timeout_ms=settings.timeout_ms,
             ssl_verify=settings.ssl_verify,
             allow_insecure=settings.allow_insecure,
+            issuer=self.issuer,
         )
         retry = min(float(settings.rediscovery_lifetime), FAILURE_RETRY_SECONDS)
         self._discovery = Discovery(

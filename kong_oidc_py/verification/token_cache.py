@@ -17,6 +17,8 @@ import threading
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
+from kong_oidc_py import metrics
+
 V = TypeVar("V")
 
 
@@ -34,12 +36,15 @@ class TokenCache(Generic[V]):
     def get(self, digest: bytes, now: float) -> V | None:
         entry = self._data.get(digest)
         if entry is None:
+            metrics.token_cache(False)
             return None
         if now < entry[0]:
+            metrics.token_cache(True)
             return entry[1]
         with self._lock:
             if self._data.get(digest) is entry:
                 del self._data[digest]
+        metrics.token_cache(False)
         return None
 
     def put(self, digest: bytes, value: V, now: float, expires_at: float | None) -> None:

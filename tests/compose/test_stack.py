@@ -215,3 +215,29 @@ def test_browser_login_and_logout(browser_page):
     assert response.status in (302, 401), response.status
     page.goto(target)
     _on_keycloak_login(page)
+
+
+# -- metrics -----------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_the_plugin_servers_decisions(http):
+    import time
+
+    http.get(f"{KONG_URL}/api/orders")  # one 401 to count
+    deadline = time.monotonic() + 60   # scrape_interval is 15 s
+    while True:
+        targets = http.get("http://127.0.0.1:9090/api/v1/targets").json()["data"]["activeTargets"]
+        up = [t for t in targets if t["labels"]["job"] == "kong-oidc-py" and t["health"] == "up"]
+        query = http.get("http://127.0.0.1:9090/api/v1/query",
+                         params={"query": 'sum(kong_oidc_decisions_total{reason="missing_token"})'}).json()
+        if up and query["data"]["result"]:
+            break
+        assert time.monotonic() < deadline, (targets, query)
+        time.sleep(2)
+    assert float(query["data"]["result"][0]["value"][1]) >= 1
+
+
+def test_grafana_serves_the_provisioned_dashboard(http):
+    response = http.get("http://127.0.0.1:3000/api/dashboards/uid/kong-oidc-py")
+    assert response.status_code == 200
+    assert response.json()["dashboard"]["title"] == "kong-oidc-py"

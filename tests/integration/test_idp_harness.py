@@ -11,11 +11,13 @@ from typing import Iterator
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+import tempfile
+
 import jwt
 import pytest
 
 from tests.support import idp as idp_module
-from tests.support.idp import (  # noqa: F401 - fixtures
+from tests.support.idp import (
     ALICE,
     DEFAULT_RESOURCE,
     LOGIN_ERROR,
@@ -29,8 +31,6 @@ from tests.support.idp import (  # noqa: F401 - fixtures
     WEB_POST,
     OidcProvider,
     ProviderStartError,
-    oidc_provider,
-    oidc_provider_factory,
 )
 
 pytestmark = pytest.mark.integration
@@ -355,3 +355,12 @@ def test_user_access_token_ttl_is_configurable(oidc_provider_factory, page, call
     _, claims = unverified(tokens["access_token"])
     assert tokens["expires_in"] == 5
     assert claims["exp"] - claims["iat"] == 5
+
+
+def test_a_provider_that_fails_to_start_under_with_leaves_no_temp_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(ProviderStartError):
+        # oidc-provider refuses this config at start (default_resource not among resources).
+        with OidcProvider({"default_resource": "urn:not-configured"}):
+            pass
+    assert list(tmp_path.iterdir()) == []

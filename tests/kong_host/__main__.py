@@ -1,16 +1,23 @@
-"""CLI: python -m tests.kong_host --config kong.yml --port 8000 [--plugin-server NAME=START;QUERY[;SOCKET]]"""
+"""CLI: python -m tests.kong_host --config kong.yml --port 8000 [--plugin-server NAME=START;QUERY[;SOCKET]]
+
+`make run CONFIG=my-kong.yml PORT=8000` is the documented way in. A busy port is one line naming
+it; a prefix this command made for itself (no --prefix) is removed when it stops.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 
 from .declarative import DeclarativeError
 from .emulator import Emulator
 from .plugin_server import PluginServerError, PluginServerSpec
+from .ports import port_in_use
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,13 +39,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         ap.error("--host must be a loopback address")
+    busy = port_in_use(args.host, args.port)
+    if busy:
+        print(f"Error: {busy}", file=sys.stderr)
+        return 1
     prefix = args.prefix
     if prefix:
         os.makedirs(prefix, exist_ok=True)
-    else:
-        import tempfile
+        return _run(args, prefix)
+    prefix = tempfile.mkdtemp(prefix="kong-host-")
+    try:
+        return _run(args, prefix)
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)
 
-        prefix = tempfile.mkdtemp(prefix="kong-host-")
+
+def _run(args: argparse.Namespace, prefix: str) -> int:
     try:
         specs = [PluginServerSpec.parse(s.replace("{prefix}", prefix), prefix) for s in args.plugin_server]
         if not args.plugin_server:
@@ -55,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         url = emu.start(args.config, specs, port=args.port, host=args.host)
     except (DeclarativeError, PluginServerError) as e:
         print(f"Error: {e}", file=sys.stderr)
+        emu.stop()
+        return 1
+    except OSError as e:
+        # Lost a race for the port between the probe and the bind.
+        print(f"Error: {port_in_use(args.host, args.port) or e}", file=sys.stderr)
         emu.stop()
         return 1
     print(f"kong host emulator listening on {url} (prefix {prefix})", flush=True)

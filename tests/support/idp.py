@@ -4,7 +4,7 @@
         token = idp.client_credentials_token(scope="read")
         idp.restart(new_keys=True)          # same port and issuer, new kids
 
-Fixtures: `oidc_provider` (session-scoped, default config) and `oidc_provider_factory`
+Fixtures (in idp_fixtures.py, so this module needs no pytest): `oidc_provider` (session-scoped, default config) and `oidc_provider_factory`
 (function-scoped; every provider it makes is stopped at teardown). Import them into the test
 module, or list this module in `pytest_plugins` of the root conftest.
 
@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import httpx
-import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .keys import TestKey, rsa_key
@@ -212,7 +211,12 @@ class OidcProvider:
             self._dir = None
 
     def __enter__(self) -> "OidcProvider":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            # __exit__ never runs when __enter__ raises: remove the temp dir here.
+            self.close()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -308,41 +312,3 @@ class OidcProvider:
     def client_credentials_token(self, scope: str | None = "read", resource: str | None = DEFAULT_RESOURCE,
                                  client: Client | str = M2M) -> str:
         return self.client_credentials(scope, resource, client)["access_token"]
-
-
-# ---------------------------------------------------------------------- fixtures
-
-
-def _start_or_fail(provider: OidcProvider) -> OidcProvider:
-    try:
-        return provider.start()
-    except ProviderStartError as exc:
-        provider.close()
-        pytest.fail(str(exc), pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def oidc_provider() -> Iterator[OidcProvider]:
-    """One provider with the default config for the whole session. Do not restart it."""
-    provider = _start_or_fail(OidcProvider())
-    try:
-        yield provider
-    finally:
-        provider.close()
-
-
-@pytest.fixture
-def oidc_provider_factory() -> Iterator[Callable[..., OidcProvider]]:
-    """`make(config=None, **kw) -> started OidcProvider`, stopped at teardown (for rotation, TTLs...)."""
-    made: list[OidcProvider] = []
-
-    def make(config: dict[str, Any] | None = None, **kw: Any) -> OidcProvider:
-        provider = OidcProvider(config, **kw)
-        made.append(provider)
-        return _start_or_fail(provider)
-
-    try:
-        yield make
-    finally:
-        for provider in made:
-            provider.close()

@@ -192,3 +192,18 @@ def test_our_plugin_answers_a_clean_400_invalid_request_to_a_non_utf8_bearer_tok
     assert status == 400  # RFC 6750: bytes outside b64token make the Authorization header malformed
     assert b'error="invalid_request"' in headers[b"WWW-Authenticate"]
     assert b"\xff" not in msgpack.packb(calls)
+
+
+def test_kong_pdk_log_lines_carry_utc_timestamps(capsys):
+    import datetime
+
+    from kong_pdk.logger import Logger
+
+    pdk_fixes.apply(watch_parent=False)
+    Logger().info("hello")
+    stamp = capsys.readouterr().out.split("[", 1)[1].split("]", 1)[0]
+    logged = datetime.datetime.strptime(stamp, "%X").time()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    seconds = lambda t: t.hour * 3600 + t.minute * 60 + t.second  # noqa: E731
+    # Within a minute of UTC (kong-pdk's own clock is UTC+8, hours away).
+    assert min(abs(seconds(logged) - seconds(now.time())), 86400 - abs(seconds(logged) - seconds(now.time()))) < 60
