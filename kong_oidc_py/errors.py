@@ -30,6 +30,23 @@ TOKEN_REASONS = frozenset(
     }
 )
 PROVIDER_REASONS = frozenset({"discovery_failed", "jwks_failed", "provider_unavailable"})
+# Why the IdP failed (ProviderError.cause), as logged by idp/health.py and named in the
+# keys_unavailable detail. Stable codes: operators and `explain` match on them.
+PROVIDER_CAUSES = frozenset(
+    {
+        "unreachable",  # connection refused, DNS failure, network unreachable, reset
+        "timeout",  # no complete answer within `timeout`
+        "tls",  # certificate or handshake failure
+        "http_status",  # any status but 200 (the code is in the description)
+        "too_large",  # body over the 1 MiB limit
+        "bad_json",  # not a UTF-8 JSON object
+        "issuer_mismatch",  # discovery `issuer` differs from the configured issuer
+        "bad_metadata",  # metadata without jwks_uri, or with an endpoint that breaks the https rule
+        "bad_url",  # a URL we were to fetch breaks the https rule or is not a plain URL
+        "no_usable_key",  # the JWKS has no key this plugin may use
+        "error",  # anything else
+    }
+)
 SCOPE_REASONS = frozenset({"insufficient_scope", "missing_groups", "missing_roles", "claim_mismatch"})
 
 
@@ -54,7 +71,15 @@ class ConfigError(OIDCError):
 
 
 class ProviderError(OIDCError):
-    """The IdP failed: network, status, size, bad JSON or bad metadata."""
+    """The IdP failed: network, status, size, bad JSON or bad metadata.
+
+    `cause` is one of PROVIDER_CAUSES; `description` says it for humans (URLs, status codes and
+    issuer values are not secret; response bodies are never quoted).
+    """
+
+    def __init__(self, reason: str, description: str = "", detail: str | None = None, *, cause: str = "error") -> None:
+        super().__init__(reason, description, detail)
+        self.cause = cause
 
 
 class AuthError(OIDCError):

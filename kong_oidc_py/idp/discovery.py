@@ -14,6 +14,7 @@ from typing import Callable
 
 from kong_oidc_py.errors import ProviderError
 from kong_oidc_py.idp.fetch import Fetcher, check_url
+from kong_oidc_py.idp.health import IdpHealth
 from kong_oidc_py.idp.singleflight import SingleFlight
 
 log = logging.getLogger("kong_oidc_py")
@@ -37,18 +38,19 @@ def split_issuer(configured: str) -> tuple[str, str]:
 def validate_metadata(doc: dict, expected_issuer: str, *, allow_insecure: bool) -> None:
     issuer = doc.get("issuer")
     if not isinstance(issuer, str) or issuer != expected_issuer:
+        # Both values are public; showing them side by side is what fixes the config.
         shown = issuer if isinstance(issuer, str) else type(issuer).__name__
         raise ProviderError(
             "discovery_failed",
             f"metadata issuer {shown[:200]!r} is not the configured issuer {expected_issuer!r}",
+            cause="issuer_mismatch",
         )
-    check_url(doc.get("jwks_uri"), allow_insecure=allow_insecure, reason="discovery_failed")  # type: ignore[arg-type]
-    for name in _URL_FIELDS:
-        if name in doc:
+    for name in ("jwks_uri", *_URL_FIELDS):
+        if name in doc or name == "jwks_uri":
             try:
-                check_url(doc[name], allow_insecure=allow_insecure, reason="discovery_failed")
+                check_url(doc.get(name), allow_insecure=allow_insecure, reason="discovery_failed")  # type: ignore[arg-type]
             except ProviderError as err:
-                raise ProviderError("discovery_failed", f"metadata {name}: {err.description}") from None
+                raise ProviderError("discovery_failed", f"metadata {name}: {err.description}", cause="bad_metadata") from None
 
 
 class Discovery:
@@ -65,8 +67,10 @@ class Discovery:
         retry_interval: float,
         allow_insecure: bool,
         clock: Callable[[], float] = time.monotonic,
+        health: IdpHealth | None = None,
     ) -> None:
         self.issuer, self.url = split_issuer(configured_issuer)
+        self.health = health if health is not None else IdpHealth(self.issuer, clock=clock)
         self._fetcher = fetcher
         self._ttl = cache_ttl
         self._max_stale = max(max_stale, cache_ttl)
@@ -96,7 +100,13 @@ class Discovery:
             if doc is not None and now - self._fetched_at <= self._max_stale:
                 return doc  # someone refreshed while we queued
             if self._failed_at is not None and now - self._failed_at < self._retry:
-                raise ProviderError("provider_unavailable", "the IdP failed recently; not retrying yet")
+                last = self.health.failing("discovery")
+                why = f": {last.cause}: {last.description}" if last is not None else ""
+                raise ProviderError(
+                    "provider_unavailable",
+                    f"discovery failed recently; not retrying yet{why}",
+                    cause=last.cause if last is not None else "error",
+                )
         return self._fetch()
 
     def _fetch(self) -> dict:
@@ -108,13 +118,31 @@ class Discovery:
         except ProviderError as err:
             with self._lock:
                 self._failed_at = self._clock()
-            log.warning("oidc: discovery failed for %s: %s", self.issuer, err.description)
+            self.health.failure("discovery", err)
             raise
         with self._lock:
             self._doc = doc
             self._fetched_at = self._clock()
             self._failed_at = None
+        self.health.success("discovery")
         return doc
+
+    def refresh_if_due(self) -> None:
+        """For the provider's refresher thread: fetch now (blocking) when the cached document
+        is older than cache_ttl; a failure keeps the cached copy (within max_stale)."""
+        if self._doc is not None and self._clock() - self._fetched_at < self._ttl:
+            return
+        try:
+            self._flight.do("metadata", self._fetch_blocking_due)
+        except ProviderError:
+            pass  # reported to health; the cached copy keeps serving
+
+    def _fetch_blocking_due(self) -> dict:
+        with self._lock:
+            doc = self._doc
+            if doc is not None and self._clock() - self._fetched_at < self._ttl:
+                return doc
+        return self._fetch()
 
     def _refresh_in_background(self) -> None:
         with self._lock:

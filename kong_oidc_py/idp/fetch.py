@@ -9,9 +9,12 @@ unless the operator explicitly allows it.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
+import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -49,25 +52,27 @@ def is_loopback_host(host: str | None) -> bool:
 def check_url(url: str, *, allow_insecure: bool, reason: str) -> None:
     """Raise ProviderError unless `url` is an absolute https URL (or http where allowed)."""
     if not isinstance(url, str) or not url:
-        raise ProviderError(reason, "the URL is missing")
+        raise ProviderError(reason, "the URL is missing", cause="bad_url")
     try:
         parts = urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise ProviderError(reason, "the URL is not valid") from None
+        raise ProviderError(reason, "the URL is not valid", cause="bad_url") from None
     if not host:
-        raise ProviderError(reason, "the URL has no host")
+        raise ProviderError(reason, "the URL has no host", cause="bad_url")
     if parts.username is not None or parts.password is not None:
         # Credentials in a URL end up in logs and proxies.
-        raise ProviderError(reason, "the URL must not carry credentials")
+        raise ProviderError(reason, "the URL must not carry credentials", cause="bad_url")
     if any(ord(c) < 0x21 or ord(c) > 0x7E for c in url):
-        raise ProviderError(reason, "the URL contains spaces, controls or non-ASCII characters")
+        raise ProviderError(reason, "the URL contains spaces, controls or non-ASCII characters", cause="bad_url")
     if parts.scheme == "https":
         return
     if parts.scheme == "http" and (allow_insecure or is_loopback_host(host)):
         return
-    raise ProviderError(reason, f"refusing {parts.scheme or 'scheme-less'} URL for host {host}: https is required")
+    raise ProviderError(
+        reason, f"refusing {parts.scheme or 'scheme-less'} URL for host {host}: https is required", cause="bad_url"
+    )
 
 
 def parse_json_object(raw: bytes) -> dict:
@@ -88,8 +93,17 @@ def parse_json_object(raw: bytes) -> dict:
 _FETCH_KIND = {"discovery_failed": "discovery", "jwks_failed": "jwks"}
 
 
+# ProviderError.cause -> the metrics' `outcome` label (docs/metrics.md).
+_CAUSE_OUTCOME = {"timeout": "timeout", "unreachable": "unreachable", "tls": "tls", "http_status": "status",
+                  "too_large": "too_large", "bad_json": "bad_json", "bad_url": "invalid"}
+
+
 def fetch_outcome(exc: ProviderError) -> str:
-    """The metrics' `outcome` label of a failed fetch, from the failure's log detail."""
+    """The metrics' `outcome` label of a failed fetch: from its cause, or (errors raised without
+    one) from the failure's log detail."""
+    outcome = _CAUSE_OUTCOME.get(getattr(exc, "cause", "error"))
+    if outcome is not None:
+        return outcome
     detail = f"{exc.description} {exc.detail or ''}"
     for marker, outcome in (("did not answer within", "timeout"), ("answered HTTP", "status"),
                             ("more than", "too_large"), ("SSL", "tls"), ("unreachable", "unreachable"),
@@ -97,6 +111,46 @@ def fetch_outcome(exc: ProviderError) -> str:
         if marker in detail:
             return outcome
     return "error"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and everything it was raised from (httpx wraps httpcore wraps ssl/socket)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def classify_network_error(exc: BaseException) -> tuple[str, str]:
+    """(cause, safe text) for a failed exchange. The text comes from exception types, errno
+    names and OpenSSL's verify messages, never from exception strings that could quote a body."""
+    chain = _chain(exc)
+    for item in chain:
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return "tls", f"TLS certificate rejected ({item.verify_message or 'verify failed'})"
+        if isinstance(item, ssl.SSLError):
+            return "tls", f"TLS handshake failed ({item.reason or type(item).__name__})"
+    for item in chain:
+        if isinstance(item, socket.gaierror):
+            return "unreachable", "DNS lookup failed"
+        if isinstance(item, (socket.timeout, TimeoutError)):
+            return "timeout", "timed out"
+        if isinstance(item, OSError) and item.errno is not None:
+            name = errno.errorcode.get(item.errno, str(item.errno))
+            return "unreachable", f"unreachable ({name})"
+    if any(isinstance(item, httpx.ConnectError) for item in chain):
+        # httpcore flattens some socket errors into its own type with the OS text only.
+        text = str(exc).lower()
+        if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
+            return "unreachable", "DNS lookup failed"
+        if "certificate" in text or "ssl" in text or "tls" in text:
+            return "tls", "TLS handshake failed"
+        if "refused" in text:
+            return "unreachable", "unreachable (connection refused)"
+        return "unreachable", "unreachable (connect failed)"
+    return "unreachable", f"unreachable ({type(exc).__name__})"
 
 
 class Fetcher:
@@ -145,30 +199,34 @@ class Fetcher:
         try:
             with self._client.stream("GET", url) as response:
                 if response.status_code != 200:
-                    raise ProviderError(reason, f"{url} answered HTTP {response.status_code}")
+                    raise ProviderError(
+                        reason, f"{url} answered HTTP {response.status_code}", cause="http_status"
+                    )
                 declared = response.headers.get("content-length")
                 if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
-                    raise ProviderError(reason, f"{url} answered more than {self.max_bytes} bytes")
+                    raise ProviderError(reason, f"{url} answered more than {self.max_bytes} bytes", cause="too_large")
                 chunks: list[bytes] = []
                 size = 0
                 for chunk in response.iter_bytes():
                     size += len(chunk)
                     if size > self.max_bytes:
-                        raise ProviderError(reason, f"{url} answered more than {self.max_bytes} bytes")
+                        raise ProviderError(
+                            reason, f"{url} answered more than {self.max_bytes} bytes", cause="too_large"
+                        )
                     if time.monotonic() > deadline:
-                        raise ProviderError(reason, f"{url} did not answer within {self.timeout:g}s")
+                        raise ProviderError(reason, f"{url} did not answer within {self.timeout:g}s", cause="timeout")
                     chunks.append(chunk)
         except ProviderError:
             raise
         except httpx.TimeoutException:
-            raise ProviderError(reason, f"{url} did not answer within {self.timeout:g}s") from None
+            raise ProviderError(reason, f"{url} did not answer within {self.timeout:g}s", cause="timeout") from None
         except (httpx.HTTPError, OSError, ValueError) as exc:
-            # The exception text may quote response content; its type is enough to act on.
-            raise ProviderError(reason, f"{url} unreachable: {type(exc).__name__}") from None
+            cause, why = classify_network_error(exc)
+            raise ProviderError(reason, f"{url}: {why}", cause=cause) from None
         try:
             return parse_json_object(b"".join(chunks))
         except ValueError as exc:
-            raise ProviderError(reason, f"{url} did not answer a JSON object: {exc}") from None
+            raise ProviderError(reason, f"{url} did not answer a JSON object: {exc}", cause="bad_json") from None
 
     def close(self) -> None:
         with self._lock:

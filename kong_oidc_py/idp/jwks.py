@@ -1,16 +1,19 @@
-"""The IdP's signing keys: parsing (PyJWT + cryptography), lookup, refresh policy.
-
-Parsing refuses anything a verifier must not trust (RFC 8725 3.1, RFC 7517): encryption keys,
-keys whose key_ops exclude "verify", symmetric keys, keys carrying private parts, RSA keys
-under 2048 bits, curves that do not match their algorithm. Each algorithm is bound to one key
-type, so a token can never pick how its own signature is checked.
+"""The IdP's key set over time: lookup, refresh policy, and telling verifiers about changes.
 
 Refresh policy:
-* warm start: one fetch in a background thread when the provider is created;
-* after cache_ttl the held keys keep serving while one background refresh runs;
+* one refresher thread per provider (`start_refresher`, called by warm start): it fetches at
+  once, then every cache_ttl (discovery first, when due), so a key the IdP stops publishing
+  stops verifying within one cache_ttl; after a failure it retries every
+  min(cache_ttl, max(rediscovery_lifetime, 1)) s while held keys keep serving;
+* without a refresher (providers built by hand), the first lookup after cache_ttl starts one
+  background refresh while the held keys keep serving;
 * an unknown kid triggers at most one refresh per rediscovery_lifetime, shared by every caller
   that missed at the same time (single-flight), so random kids cannot hammer the IdP;
 * when the IdP fails, held keys keep serving until jwks_max_stale after the last success.
+
+Every installed key set that resolves some (kid, alg) differently from the last one is passed
+to the subscribers (verifiers), which drop cached verifications made with keys that are gone.
+Failures and recoveries are reported to idp/health.py, which logs them.
 """
 
 from __future__ import annotations
@@ -18,159 +21,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+import weakref
 from typing import Any, Callable
-
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from kong_oidc_py.errors import InvalidToken, ProviderError
 from kong_oidc_py.idp.fetch import Fetcher
+from kong_oidc_py.idp.health import IdpHealth
+from kong_oidc_py.idp.keyset import ALG_KEY_TYPE, MIN_RSA_BITS, JwkEntry, KeySet, parse_jwk  # noqa: F401 - re-exported
 from kong_oidc_py.idp.singleflight import SingleFlight
 
 log = logging.getLogger("kong_oidc_py")
 
-MIN_RSA_BITS = 2048
 # With no usable key at all, a failed fetch makes later callers fail fast for this long
 # (or rediscovery_lifetime, when that is shorter).
 FAILURE_RETRY_SECONDS = 5.0
 
-# alg -> (kty, allowed curves or None). HS* is absent on purpose: HMAC keys never come from a JWKS.
-ALG_KEY_TYPE: dict[str, tuple[str, frozenset[str] | None]] = {
-    "RS256": ("RSA", None),
-    "RS384": ("RSA", None),
-    "RS512": ("RSA", None),
-    "PS256": ("RSA", None),
-    "PS384": ("RSA", None),
-    "PS512": ("RSA", None),
-    "ES256": ("EC", frozenset({"P-256"})),
-    "ES384": ("EC", frozenset({"P-384"})),
-    "ES512": ("EC", frozenset({"P-521"})),
-    "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
-}
-
-_EC_CURVES = {"P-256": ("ES256", "secp256r1"), "P-384": ("ES384", "secp384r1"), "P-521": ("ES512", "secp521r1")}
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-
-
-@dataclass(frozen=True)
-class JwkEntry:
-    kid: str | None
-    kty: str
-    crv: str | None
-    alg: str | None
-    key: Any  # a cryptography public key
-
-    def fits_type(self, alg: str) -> bool:
-        kty, curves = ALG_KEY_TYPE[alg]
-        return self.kty == kty and (curves is None or self.crv in curves)
-
-    def fits(self, alg: str) -> bool:
-        return self.fits_type(alg) and (self.alg is None or self.alg == alg)
-
-
-def _skip(jwk: dict, why: str) -> None:
-    kid = jwk.get("kid")
-    shown = kid[:80] if isinstance(kid, str) else None
-    log.warning("oidc: ignoring JWKS key kid=%r: %s", shown, why)
-
-
-def parse_jwk(jwk: Any) -> JwkEntry | None:
-    """One usable verification key, or None (logged) when the key must not be used."""
-    if not isinstance(jwk, dict):
-        log.warning("oidc: ignoring JWKS entry that is not an object")
-        return None
-    kty = jwk.get("kty")
-    kid = jwk.get("kid")
-    alg = jwk.get("alg")
-    crv = jwk.get("crv")
-    if kid is not None and not isinstance(kid, str):
-        return _skip(jwk, "kid is not a string")
-    if "use" in jwk and jwk["use"] != "sig":
-        return _skip(jwk, "use is not sig")
-    if "key_ops" in jwk:
-        ops = jwk["key_ops"]
-        if not isinstance(ops, list) or "verify" not in ops:
-            return _skip(jwk, "key_ops does not allow verify")
-    private = _PRIVATE_MEMBERS.intersection(jwk)
-    if private:
-        # A published key set with private parts is an IdP misconfiguration; using the public
-        # half would hide it, so the key is refused.
-        return _skip(jwk, "the key carries private members " + ",".join(sorted(private)))
-    if kty == "RSA":
-        parse_alg = "RS256"
-    elif kty == "EC" and crv in _EC_CURVES:
-        parse_alg = _EC_CURVES[crv][0]
-    elif kty == "OKP" and crv in ("Ed25519", "Ed448"):
-        parse_alg = "EdDSA"
-    else:
-        return _skip(jwk, f"unsupported key type {str(kty)[:20]!r}/{str(crv)[:20]!r}")
-    if alg is not None:
-        if not isinstance(alg, str) or alg not in ALG_KEY_TYPE:
-            return _skip(jwk, f"unsupported alg {str(alg)[:20]!r}")
-    try:
-        key = jwt.PyJWK(jwk, algorithm=parse_alg).key
-    except Exception as exc:  # noqa: BLE001 - PyJWT and cryptography raise several types
-        return _skip(jwk, f"unparseable key ({type(exc).__name__})")
-    if kty == "RSA":
-        if not isinstance(key, rsa.RSAPublicKey):
-            return _skip(jwk, "not an RSA public key")
-        if key.key_size < MIN_RSA_BITS:
-            return _skip(jwk, f"RSA key of {key.key_size} bits is below {MIN_RSA_BITS}")
-    elif kty == "EC":
-        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != _EC_CURVES[crv][1]:
-            return _skip(jwk, "EC key does not match its crv")
-    elif crv == "Ed25519" and not isinstance(key, ed25519.Ed25519PublicKey):
-        return _skip(jwk, "not an Ed25519 public key")
-    elif crv == "Ed448" and not isinstance(key, ed448.Ed448PublicKey):
-        return _skip(jwk, "not an Ed448 public key")
-    entry = JwkEntry(kid=kid, kty=kty, crv=crv if kty != "RSA" else None, alg=alg, key=key)
-    if alg is not None and not entry.fits_type(alg):
-        return _skip(jwk, f"alg {alg} does not match the key type")
-    return entry
-
-
-class KeySet:
-    """An immutable, indexed set of usable keys: lookups are one dict access."""
-
-    def __init__(self, entries: list[JwkEntry]) -> None:
-        self.entries = tuple(entries)
-        index: dict[tuple[str | None, str], Any] = {}
-        for alg in ALG_KEY_TYPE:
-            for entry in self.entries:
-                if entry.kid is not None and entry.fits(alg):
-                    index.setdefault((entry.kid, alg), entry.key)
-            # Without a kid the choice must be unambiguous: exactly one key of this type.
-            same_type = [e for e in self.entries if e.fits_type(alg)]
-            if len(same_type) == 1 and same_type[0].fits(alg):
-                index[(None, alg)] = same_type[0].key
-        self._index = index
-
-    @classmethod
-    def parse(cls, doc: Any) -> "KeySet":
-        if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
-            raise ProviderError("jwks_failed", "the JWKS has no keys array")
-        entries: list[JwkEntry] = []
-        seen: set[tuple[str | None, str, str | None]] = set()
-        for jwk in doc["keys"]:
-            entry = parse_jwk(jwk)
-            if entry is None:
-                continue
-            ident = (entry.kid, entry.kty, entry.crv)
-            if ident in seen:
-                _skip(jwk, "duplicate kid for this key type")
-                continue
-            seen.add(ident)
-            entries.append(entry)
-        if not entries:
-            raise ProviderError("jwks_failed", "the JWKS holds no usable signing key")
-        return cls(entries)
-
-    def find(self, kid: str | None, alg: str) -> Any | None:
-        return self._index.get((kid, alg))
-
-    def __len__(self) -> int:
-        return len(self.entries)
+KeysChanged = Callable[[KeySet, KeySet], None]
 
 
 class JwksCache:
@@ -184,6 +50,8 @@ class JwksCache:
         rediscovery_lifetime: float,
         clock: Callable[[], float] = time.monotonic,
         preloaded: KeySet | None = None,
+        health: IdpHealth | None = None,
+        refresh_metadata: Callable[[], None] | None = None,
     ) -> None:
         self._jwks_uri = jwks_uri
         self._fetcher = fetcher
@@ -191,6 +59,8 @@ class JwksCache:
         self._max_stale = max(max_stale, cache_ttl)
         self._rate = rediscovery_lifetime
         self._clock = clock
+        self.health = health if health is not None else IdpHealth("(unnamed issuer)", clock=clock)
+        self._refresh_metadata = refresh_metadata
         self._flight: SingleFlight[None] = SingleFlight()
         self._lock = threading.Lock()
         self._static = preloaded is not None
@@ -201,8 +71,11 @@ class JwksCache:
         self._load_failed_at: float | None = None
         self._load_retry = min(rediscovery_lifetime, FAILURE_RETRY_SECONDS)
         self._background_failed_at: float | None = None
-        self._background = 0  # running background threads
+        self._background = 0  # running background fetches
         self._warm_started = False
+        self._refresher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._subscribers: list[Callable[[], KeysChanged | None]] = []
         self.fetches = 0
         self.failures = 0
         self.rate_limited = 0
@@ -211,45 +84,84 @@ class JwksCache:
 
     def key_for(self, kid: str | None, alg: str) -> Any:
         """The key for (kid, alg); InvalidToken unknown_kid / keys_unavailable otherwise."""
+        return self.entry_for(kid, alg).key
+
+    def entry_for(self, kid: str | None, alg: str) -> JwkEntry:
+        """The key entry (key, kid, thumbprint) for (kid, alg); same failures as key_for."""
         if alg not in ALG_KEY_TYPE:
             raise InvalidToken("alg_not_allowed", "The token's signing algorithm is not allowed", f"alg={alg}")
         keys = self._keys
         if keys is not None:
             if self._static:
-                key = keys.find(kid, alg)
-                if key is None:
+                entry = keys.find_entry(kid, alg)
+                if entry is None:
                     raise self._unknown(kid, alg)
-                return key
+                return entry
             age = self._clock() - self._fetched_at
             if age <= self._max_stale:
-                if age >= self._ttl:
+                if age >= self._ttl and self._refresher is None:
                     self._refresh_in_background()
-                key = keys.find(kid, alg)
-                if key is not None:
-                    return key
+                entry = keys.find_entry(kid, alg)
+                if entry is not None:
+                    return entry
         return self._after_miss(kid, alg)
 
-    def _after_miss(self, kid: str | None, alg: str) -> Any:
+    @property
+    def generation(self) -> int:
+        """Bumped each time a fetched key set is installed."""
+        return self._generation
+
+    def _after_miss(self, kid: str | None, alg: str) -> JwkEntry:
         seen = self._generation
         try:
             self._flight.do("fetch", lambda: self._refresh_for_miss(seen))
-        except Exception:  # noqa: BLE001 - refresh failures are logged; we answer from what we hold
+        except Exception:  # noqa: BLE001 - refresh failures are reported; we answer from what we hold
             pass
         keys = self._keys
         if keys is not None and self._clock() - self._fetched_at <= self._max_stale:
-            key = keys.find(kid, alg)
-            if key is not None:
-                return key
+            entry = keys.find_entry(kid, alg)
+            if entry is not None:
+                return entry
             raise self._unknown(kid, alg)
-        raise InvalidToken(
-            "keys_unavailable",
-            "The signing keys are not available",
-            f"no usable JWKS held (kid={_shown(kid)} alg={alg})",
+        raise InvalidToken("keys_unavailable", "The signing keys are not available", self._unavailable(kid, alg))
+
+    def _unavailable(self, kid: str | None, alg: str) -> str:
+        held = "no usable JWKS held" if self._keys is None else (
+            f"the held JWKS is {self._clock() - self._fetched_at:.0f}s old, beyond jwks_max_stale"
         )
+        last = self.health.last_failure()
+        why = f"; last IdP failure: {last.summary()}" if last is not None else ""
+        return f"{held} (kid={_shown(kid)} alg={alg}){why}"
 
     @staticmethod
     def _unknown(kid: str | None, alg: str) -> InvalidToken:
         return InvalidToken("unknown_kid", "The token was signed with an unknown key", f"kid={_shown(kid)} alg={alg}")
+
+    # -- subscribers ----------------------------------------------------------------------
+
+    def subscribe(self, callback: KeysChanged) -> None:
+        """Call `callback(old, new)` in the fetching thread whenever a fetched key set resolves
+        some (kid, alg) differently. Bound methods are held weakly: a verifier that is gone is
+        forgotten, not kept alive."""
+        ref: Callable[[], KeysChanged | None]
+        if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
+            ref = weakref.WeakMethod(callback)  # type: ignore[arg-type]
+        else:
+            ref = lambda: callback  # noqa: E731 - a strong reference for plain functions
+        with self._lock:
+            self._subscribers = [r for r in self._subscribers if r() is not None] + [ref]
+
+    def _notify(self, old: KeySet, new: KeySet) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for ref in subscribers:
+            callback = ref()
+            if callback is None:
+                continue
+            try:
+                callback(old, new)
+            except Exception:  # noqa: BLE001 - one broken subscriber must not stop the others
+                log.exception("oidc: key set change subscriber failed")
 
     # -- refresh --------------------------------------------------------------------------
 
@@ -277,21 +189,38 @@ class JwksCache:
         """One discovery lookup + JWKS fetch; True when new keys were installed."""
         try:
             uri = self._jwks_uri()
+        except ProviderError:
             with self._lock:
-                self.fetches += 1
+                self.failures += 1
+            return False  # discovery reported its own failure to health
+        with self._lock:
+            self.fetches += 1
+        try:
             assert self._fetcher is not None
             keys = KeySet.parse(self._fetcher.get_json(uri, reason="jwks_failed"))
         except ProviderError as err:
             with self._lock:
                 self.failures += 1
-            log.warning("oidc: JWKS refresh failed (%s): %s", err.reason, err.description)
+            self.health.failure("jwks", err)
             return False
         with self._lock:
+            old = self._keys
             self._keys = keys
             self._fetched_at = self._clock()
             self._generation += 1
             self._load_failed_at = None
-        log.info("oidc: JWKS loaded: %d usable keys", len(keys))
+        self.health.success("jwks")
+        if old is None:
+            log.info("oidc: JWKS loaded for %s: %d usable keys", self.health.issuer, len(keys))
+        elif old.identity != keys.identity:
+            gone = sorted({(e.kid or "", e.thumbprint) for e in old.entries} - {(e.kid or "", e.thumbprint) for e in keys.entries})
+            log.info(
+                "oidc: JWKS changed for %s: %d usable keys; no longer listed: %s",
+                self.health.issuer,
+                len(keys),
+                ", ".join(f"kid={_shown(k)} thumbprint={t}" for k, t in gone) or "none",
+            )
+            self._notify(old, keys)
         return True
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
@@ -332,21 +261,60 @@ class JwksCache:
 
         self._spawn("oidc-jwks-refresh", refresh)
 
-    def warm_start(self) -> None:
-        """Fetch in the background once; never raises, never blocks."""
+    # -- the refresher thread ---------------------------------------------------------------
+
+    def start_refresher(self) -> None:
+        """Start the one refresher thread (warm start included); never raises, never blocks."""
         with self._lock:
             if self._warm_started or self._static:
                 return
             self._warm_started = True
+            self._background += 1  # the warm fetch, until the thread has done it
+        thread = threading.Thread(
+            target=_refresh_loop, args=(weakref.ref(self), self._stop), name="oidc-jwks-refresher", daemon=True
+        )
+        self._refresher = thread
+        try:
+            thread.start()
+        except RuntimeError:
+            self._refresher = None
+            with self._lock:
+                self._background -= 1
 
-        def warm() -> None:
-            def run() -> None:
-                if self._keys is None:
-                    self._fetch()
+    # The old name: warm start is the refresher's first fetch.
+    warm_start = start_refresher
 
-            self._flight.do("fetch", run)
+    def _tick(self, first: bool) -> float:
+        """One refresher round; returns the seconds to sleep before the next."""
+        if first:
+            if self._keys is None:
+                self._flight.do("fetch", self._fetch_if_due)
+        elif self._clock() - self._fetched_at >= self._ttl:
+            with self._lock:
+                self._background += 1
+            try:
+                if self._refresh_metadata is not None:
+                    self._refresh_metadata()
+                self._flight.do("fetch", self._fetch_if_due)
+            finally:
+                with self._lock:
+                    self._background -= 1
+        age = self._clock() - self._fetched_at
+        if self._keys is not None and age < self._ttl:
+            return max(self._ttl - age, 0.01)
+        return max(min(self._ttl, max(self._rate, 1.0)), 0.01)
 
-        self._spawn("oidc-jwks-warm", warm)
+    def _fetch_if_due(self) -> None:
+        if self._keys is not None and self._clock() - self._fetched_at < self._ttl:
+            return  # a miss-triggered fetch just ran
+        self._fetch()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the refresher (tests, provider close). A fetch in progress ends at its timeout."""
+        self._stop.set()
+        thread = self._refresher
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Tests and bench: wait until no background fetch is running."""
@@ -362,6 +330,29 @@ class JwksCache:
     def usable_keys(self) -> int:
         keys = self._keys
         return len(keys) if keys is not None else 0
+
+
+def _refresh_loop(ref: "weakref.ref[JwksCache]", stop: threading.Event) -> None:
+    """The refresher thread. It holds its cache only weakly between rounds, so a provider that
+    is dropped (or closed) ends its thread at the next wake-up."""
+    first = True
+    while True:
+        cache = ref()
+        if cache is None:
+            return
+        try:
+            delay = cache._tick(first)
+        except Exception:  # noqa: BLE001 - the refresher must outlive any one bad round
+            log.exception("oidc: JWKS refresher round failed")
+            delay = FAILURE_RETRY_SECONDS
+        finally:
+            if first:
+                with cache._lock:
+                    cache._background -= 1
+                first = False
+        del cache
+        if stop.wait(delay):
+            return
 
 
 def _shown(kid: str | None) -> str:

@@ -14,7 +14,8 @@ from typing import Any, Callable
 from kong_oidc_py.idp.discovery import FAILURE_RETRY_SECONDS, Discovery, split_issuer
 from kong_oidc_py.errors import ProviderError
 from kong_oidc_py.idp.fetch import Fetcher
-from kong_oidc_py.idp.jwks import JwksCache, KeySet
+from kong_oidc_py.idp.health import IdpHealth
+from kong_oidc_py.idp.jwks import JwksCache, KeysChanged, KeySet
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Provider:
             issuer=self.issuer,
         )
         retry = min(float(settings.rediscovery_lifetime), FAILURE_RETRY_SECONDS)
+        self.health = IdpHealth(self.issuer, clock=clock)
         self._discovery = Discovery(
             settings.issuer,
             self._fetcher,
@@ -68,6 +70,7 @@ class Provider:
             retry_interval=retry,
             allow_insecure=settings.allow_insecure,
             clock=clock,
+            health=self.health,
         )
         self._jwks = JwksCache(
             self._jwks_uri,
@@ -76,10 +79,13 @@ class Provider:
             max_stale=settings.jwks_max_stale,
             rediscovery_lifetime=settings.rediscovery_lifetime,
             clock=clock,
+            health=self.health,
+            refresh_metadata=self._discovery.refresh_if_due,
         )
         self._static_metadata: dict | None = None
-        # Bound once: verify() calls this per request.
+        # Bound once: verify() calls these per first-sight token.
         self.key_for = self._jwks.key_for
+        self.entry_for = self._jwks.entry_for
 
     @classmethod
     def from_jwks(cls, issuer: str, jwks: dict) -> "Provider":
@@ -92,6 +98,7 @@ class Provider:
         self.issuer, self.discovery_url = split_issuer(issuer)
         self._fetcher = None
         self._discovery = None
+        self.health = IdpHealth(self.issuer)
         self._jwks = JwksCache(
             lambda: "",
             None,
@@ -99,15 +106,17 @@ class Provider:
             max_stale=float("inf"),
             rediscovery_lifetime=float("inf"),
             preloaded=KeySet.parse(jwks),
+            health=self.health,
         )
         self._static_metadata = {"issuer": self.issuer}
         self.key_for = self._jwks.key_for
+        self.entry_for = self._jwks.entry_for
         return self
 
     def _jwks_uri(self) -> str:
         uri = self.metadata().get("jwks_uri")
         if not isinstance(uri, str):
-            raise ProviderError("discovery_failed", "metadata has no jwks_uri")
+            raise ProviderError("discovery_failed", "metadata has no jwks_uri", cause="bad_metadata")
         return uri
 
     def metadata(self) -> dict:
@@ -119,8 +128,21 @@ class Provider:
     def key_for(self, kid: str | None, alg: str) -> Any:  # replaced per instance in __init__
         return self._jwks.key_for(kid, alg)
 
+    def entry_for(self, kid: str | None, alg: str) -> Any:  # replaced per instance in __init__
+        return self._jwks.entry_for(kid, alg)
+
+    @property
+    def keys_generation(self) -> int:
+        """Bumped each time a fetched key set is installed (verify.py guards cache writes with it)."""
+        return self._jwks.generation
+
+    def subscribe_key_changes(self, callback: KeysChanged) -> None:
+        """`callback(old, new)` after each fetch that changes which key some (kid, alg) gets."""
+        self._jwks.subscribe(callback)
+
     def warm_start(self) -> None:
-        self._jwks.warm_start()
+        """Start the background refresher: one fetch now, then one every cache_ttl."""
+        self._jwks.start_refresher()
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         ok = self._jwks.wait_idle(timeout)
@@ -138,6 +160,7 @@ class Provider:
         )
 
     def close(self) -> None:
+        self._jwks.stop()
         if self._fetcher is not None:
             self._fetcher.close()
 

