@@ -84,7 +84,7 @@ def memory(n: int) -> dict:
     marks = {10_000, 100_000, n // 2, n}
     t0 = time.monotonic()
     for i in range(1, n + 1):
-        body["jti"] = i
+        body["jti"] = str(i)  # RFC 7519 4.1.7: a string (the verifier refuses other types)
         payload = base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).rstrip(b"=")
         msg = header + b"." + payload
         sig = base64.urlsafe_b64encode(hmac.digest(secret, msg, hashlib.sha256)).rstrip(b"=")

@@ -20,31 +20,28 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import hmac
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.asymmetric.ec import ECDSA
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from kong_oidc_py.errors import InvalidToken, ProviderError
+from kong_oidc_py.verification.signatures import VERIFY as _VERIFY
 from kong_oidc_py.verification.jose import JoseError, b64url_decode, check_claim_types, check_header_types, json_object
+from kong_oidc_py.verification.options import (  # noqa: F401 - re-exported: callers import them from here
+    ASYMMETRIC_ALGS,
+    DEFAULT_ALGS,
+    DEFAULT_TOKEN_TYPES,
+    HMAC_ALGS,
+    ID_TOKEN_CLAIMS,
+    VerifyOptions,
+    normalize_type,
+)
 from kong_oidc_py.verification.token_cache import TokenCache
 
 log = logging.getLogger("kong_oidc_py")
-
-ASYMMETRIC_ALGS = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
-HMAC_ALGS = frozenset({"HS256", "HS384", "HS512"})
-DEFAULT_ALGS = ASYMMETRIC_ALGS
-DEFAULT_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt", "jwt"})
-ID_TOKEN_CLAIMS = ("nonce", "at_hash", "c_hash")
 
 _sha256 = hashlib.sha256
 
@@ -109,149 +106,6 @@ _set_thumbprint = Claims.key_thumbprint.__set__  # type: ignore[attr-defined]
 
 # Distinct verified header segments remembered per Verifier (one per signing key in practice).
 _MAX_HEADERS = 64
-
-
-def normalize_type(value: str) -> str:
-    """RFC 7515 4.1.9: compare case-insensitively, `application/` optional when no other `/`."""
-    value = value.lower()
-    if value.startswith("application/") and "/" not in value[12:]:
-        return value[12:]
-    return value
-
-
-def _audience_paths(value: Any) -> tuple[tuple[str, ...], ...]:
-    if value is None:
-        return (("aud",),)
-    if isinstance(value, str):
-        return (tuple(value.split(".")),)
-    items = list(value)
-    if items and all(isinstance(i, str) for i in items):
-        return (tuple(items),)  # one claim path given as its segments
-    return tuple(tuple(p) for p in items) or (("aud",),)
-
-
-@dataclass(frozen=True)
-class VerifyOptions:
-    issuer: str
-    audiences: tuple[str, ...] = ()
-    audience_claims: tuple[tuple[str, ...], ...] = (("aud",),)
-    algorithms: frozenset[str] = DEFAULT_ALGS
-    leeway: int = 0
-    require_exp: bool = True
-    max_token_size: int = 8192
-    token_types: frozenset[str] = DEFAULT_TOKEN_TYPES
-    token_type_required: bool = False
-    reject_id_tokens: bool = False
-    hmac_secret: bytes | None = None
-    cache_ttl: int = 600
-    token_cache_size: int = 10000
-
-    @classmethod
-    def from_config(cls, config: Any) -> "VerifyOptions":
-        """Access-token options from a PluginConfig (option names as in docs/DESIGN.md)."""
-        from kong_oidc_py.idp.discovery import split_issuer
-
-        secret = getattr(config, "hmac_secret", None)
-        return cls(
-            issuer=split_issuer(config.issuer)[0],
-            audiences=tuple(getattr(config, "audience_required", ()) or ()),
-            audience_claims=_audience_paths(getattr(config, "audience_claim", None)),
-            algorithms=frozenset(getattr(config, "signing_algs", None) or DEFAULT_ALGS),
-            leeway=int(getattr(config, "leeway", 0) or 0),
-            require_exp=bool(getattr(config, "require_exp", True)),
-            max_token_size=int(getattr(config, "max_token_size", 8192)),
-            token_types=frozenset(getattr(config, "token_types", None) or DEFAULT_TOKEN_TYPES),
-            token_type_required=bool(getattr(config, "token_type_required", False)),
-            reject_id_tokens=bool(getattr(config, "reject_id_tokens", False)),
-            hmac_secret=secret.encode() if isinstance(secret, str) and secret else (secret or None),
-            cache_ttl=int(config.cache_ttl) if getattr(config, "cache_tokens", True) else 0,
-            token_cache_size=int(getattr(config, "token_cache_size", 10000)),
-        )
-
-    @classmethod
-    def for_id_token(cls, config: Any) -> "VerifyOptions":
-        """ID tokens (OIDC Core 3.1.3.7): audience is our client_id, typ JWT or absent, no cache
-        (each is checked once, at the callback)."""
-        base = cls.from_config(config)
-        client_id = getattr(config, "client_id", None)
-        return cls(
-            issuer=base.issuer,
-            audiences=(client_id,) if client_id else (),
-            audience_claims=(("aud",),),
-            algorithms=base.algorithms,
-            leeway=base.leeway,
-            require_exp=True,
-            max_token_size=max(base.max_token_size, 16384),
-            token_types=frozenset({"jwt"}),
-            token_type_required=False,
-            reject_id_tokens=False,
-            hmac_secret=base.hmac_secret,
-            cache_ttl=0,
-            token_cache_size=1,
-        )
-
-
-# alg -> verify(key, signature, signing_input); raises InvalidSignature.
-def _rsa_pkcs1(hash_cls: type) -> Callable[[Any, bytes, bytes], None]:
-    pad, digest = padding.PKCS1v15(), hash_cls()
-
-    def check(key: Any, sig: bytes, msg: bytes) -> None:
-        key.verify(sig, msg, pad, digest)
-
-    return check
-
-
-def _rsa_pss(hash_cls: type) -> Callable[[Any, bytes, bytes], None]:
-    # RFC 7518 3.5: MGF1 with the same hash, salt as long as the hash output.
-    digest = hash_cls()
-    pad = padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=digest.digest_size)
-
-    def check(key: Any, sig: bytes, msg: bytes) -> None:
-        key.verify(sig, msg, pad, digest)
-
-    return check
-
-
-def _ecdsa(hash_cls: type, size: int) -> Callable[[Any, bytes, bytes], None]:
-    algorithm = ECDSA(hash_cls())
-
-    def check(key: Any, sig: bytes, msg: bytes) -> None:
-        # RFC 7518 3.4: r || s, each exactly the coordinate size; DER would be a different token.
-        if len(sig) != 2 * size:
-            raise InvalidSignature()
-        der = encode_dss_signature(int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big"))
-        key.verify(der, msg, algorithm)
-
-    return check
-
-
-def _eddsa(key: Any, sig: bytes, msg: bytes) -> None:
-    key.verify(sig, msg)
-
-
-def _hmac(name: str) -> Callable[[Any, bytes, bytes], None]:
-    def check(secret: bytes, sig: bytes, msg: bytes) -> None:
-        if not hmac.compare_digest(hmac.digest(secret, msg, name), sig):
-            raise InvalidSignature()
-
-    return check
-
-
-_VERIFY: dict[str, Callable[[Any, bytes, bytes], None]] = {
-    "RS256": _rsa_pkcs1(hashes.SHA256),
-    "RS384": _rsa_pkcs1(hashes.SHA384),
-    "RS512": _rsa_pkcs1(hashes.SHA512),
-    "PS256": _rsa_pss(hashes.SHA256),
-    "PS384": _rsa_pss(hashes.SHA384),
-    "PS512": _rsa_pss(hashes.SHA512),
-    "ES256": _ecdsa(hashes.SHA256, 32),
-    "ES384": _ecdsa(hashes.SHA384, 48),
-    "ES512": _ecdsa(hashes.SHA512, 66),
-    "EdDSA": _eddsa,
-    "HS256": _hmac("sha256"),
-    "HS384": _hmac("sha384"),
-    "HS512": _hmac("sha512"),
-}
 
 
 _b64decode = b64url_decode
