@@ -10,9 +10,9 @@ What gets logged:
   counting the attempts in between, so an IdP that stays down costs a few lines a minute.
 
 Kong copies the plugin server's stdout into its error log at `info`, which its default
-`log_level = notice` hides. So every line logged here is also queued as a notice, and the
-handler replays queued notices through `kong.log.err` / `kong.log.warn` on the next request
-(one PDK call per notice, only when one is queued). The queue is bounded.
+`log_level = notice` hides; edge/kong_log.py replays the plugin's warnings and errors through
+`kong.log.warn` / `kong.log.err` on the next request, so these lines show at Kong's default
+level. That is why repeats are rate-limited here: every line costs a PDK call there.
 
 Thread-safe: fetches run in background threads and in request threads at once.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,7 +30,6 @@ from kong_oidc_py.errors import ProviderError
 log = logging.getLogger("kong_oidc_py")
 
 REPEAT_INTERVAL = 20.0  # seconds between two lines for one stage and cause: 3 a minute at most
-MAX_NOTICES = 16
 STAGES = ("discovery", "jwks")
 
 
@@ -65,9 +63,6 @@ class IdpHealth:
         self._last_failure: Failure | None = None
         self._reported: dict[tuple[str, str], float] = {}  # (stage, cause) -> last line
         self._suppressed: dict[tuple[str, str], int] = {}
-        self._notices: deque[tuple[str, str]] = deque(maxlen=MAX_NOTICES)
-        # Read without the lock on every request: a plain bool is enough to skip the queue.
-        self.has_notices = False
 
     # -- events -----------------------------------------------------------------------------
 
@@ -123,8 +118,6 @@ class IdpHealth:
     def _emit(self, level: int, message: str) -> None:
         # Called with the lock held; logging handlers do their own locking.
         self._log.log(level, "%s", message)
-        self._notices.append(("err" if level >= logging.ERROR else "warn", message))
-        self.has_notices = True
 
     # -- readers ----------------------------------------------------------------------------
 
@@ -154,13 +147,3 @@ class IdpHealth:
                         "attempts": f.attempts,
                     }
             return out
-
-    def take_notices(self) -> list[tuple[str, str]]:
-        """Queued (kong.log level, message) pairs, oldest first; empties the queue."""
-        if not self.has_notices:
-            return []
-        with self._lock:
-            notices = list(self._notices)
-            self._notices.clear()
-            self.has_notices = False
-        return notices

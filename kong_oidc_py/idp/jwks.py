@@ -274,6 +274,8 @@ class JwksCache:
             target=_refresh_loop, args=(weakref.ref(self), self._stop), name="oidc-jwks-refresher", daemon=True
         )
         self._refresher = thread
+        # A cache that is garbage-collected wakes its thread so it ends now, not a period later.
+        weakref.finalize(self, self._stop.set)
         try:
             thread.start()
         except RuntimeError:
