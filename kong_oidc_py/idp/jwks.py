@@ -106,10 +106,12 @@ class JwksCache:
                     return entry
         return self._after_miss(kid, alg)
 
-    @property
-    def generation(self) -> int:
-        """Bumped each time a fetched key set is installed."""
-        return self._generation
+    def is_current(self, kid: str | None, alg: str, thumbprint: str) -> bool:
+        """Whether the installed key set still resolves (kid, alg) to this key. No fetch: for a
+        verifier that just cached a result and must not keep one a concurrent refresh removed."""
+        keys = self._keys
+        entry = keys.find_entry(kid, alg) if keys is not None else None
+        return entry is not None and entry.thumbprint == thumbprint
 
     def _after_miss(self, kid: str | None, alg: str) -> JwkEntry:
         seen = self._generation

@@ -131,10 +131,9 @@ class Provider:
     def entry_for(self, kid: str | None, alg: str) -> Any:  # replaced per instance in __init__
         return self._jwks.entry_for(kid, alg)
 
-    @property
-    def keys_generation(self) -> int:
-        """Bumped each time a fetched key set is installed (verify.py guards cache writes with it)."""
-        return self._jwks.generation
+    def key_is_current(self, kid: str | None, alg: str, thumbprint: str) -> bool:
+        """Whether the held key set still gives this key for (kid, alg); never fetches."""
+        return self._jwks.is_current(kid, alg, thumbprint)
 
     def subscribe_key_changes(self, callback: KeysChanged) -> None:
         """`callback(old, new)` after each fetch that changes which key some (kid, alg) gets."""

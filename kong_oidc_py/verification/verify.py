@@ -147,6 +147,7 @@ class Verifier:
         # Providers built by the project offer entry_for (key + thumbprint); test doubles may
         # offer only key_for, and their results are then never evicted on key changes.
         self._entry_for: Callable[[str | None, str], Any] | None = getattr(provider, "entry_for", None)
+        self._is_current: Callable[[str | None, str, str], bool] | None = getattr(provider, "key_is_current", None)
         self.cache: TokenCache[Claims] | None = (
             TokenCache(options.token_cache_size, options.cache_ttl)
             if options.cache_ttl > 0 and options.token_cache_size > 0
@@ -217,9 +218,6 @@ class Verifier:
         else:
             alg, kid = known
 
-        # Read before the key lookup: a key set installed after this point may have removed the
-        # key, and then the result must not be cached (see the end of this method).
-        generation = getattr(self.provider, "keys_generation", 0)
         thumbprint: str | None = None
         if alg in HMAC_ALGS:
             key: Any = self.options.hmac_secret
@@ -271,8 +269,11 @@ class Verifier:
         cache = self.cache
         if cache is not None:
             cache.put(digest, claims, now, None if expires_at is None else expires_at + self._leeway)
-            if thumbprint is not None and getattr(self.provider, "keys_generation", 0) != generation:
-                cache.discard(digest)  # keys changed while we verified: let the next request recheck
+            # A refresh that removed the key while we verified may have swept the cache before
+            # our put: checked after the put, either the sweep sees the entry or we see the new
+            # key set (the refresh installs keys before it sweeps).
+            if thumbprint is not None and self._is_current is not None and not self._is_current(kid, alg, thumbprint):
+                cache.discard(digest)
         return claims
 
     def _check_header(self, header_b64: bytes, trace: list[Step] | None = None) -> tuple[str, str | None]:
