@@ -65,6 +65,43 @@ def test_rotation_removed_key_stops_verifying(oidc_provider_factory):
     assert err.value.reason == "unknown_kid"
 
 
+def test_rotation_removed_key_stops_a_cached_token_within_one_cache_ttl(oidc_provider_factory):
+    idp = oidc_provider_factory()
+    provider = Provider(ProviderSettings(issuer=idp.issuer, timeout_ms=TIMEOUT_MS, cache_ttl=1))
+    provider.warm_start()  # the refresher: one fetch now, then one per cache_ttl
+    try:
+        assert provider.wait_idle(10)
+        verifier = Verifier(provider, VerifyOptions(issuer=idp.issuer, audiences=(DEFAULT_RESOURCE,)))
+        old_token = idp.client_credentials_token()
+        verifier.verify(old_token)
+        assert len(verifier.cache) == 1
+        idp.restart(new_keys=True)  # the old signing key is no longer published
+        deadline = time.monotonic() + 5
+        while len(verifier.cache) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(InvalidToken) as err:
+            verifier.verify(old_token)
+        assert err.value.reason == "unknown_kid"
+        assert verifier.verify(idp.client_credentials_token()).data["client_id"] == "m2m"
+    finally:
+        provider.close()
+
+
+def test_provider_down_is_reported_with_its_cause_and_recovery(oidc_provider_factory):
+    idp = oidc_provider_factory()
+    provider = Provider(ProviderSettings(issuer=idp.issuer, timeout_ms=TIMEOUT_MS, rediscovery_lifetime=0))
+    verifier = Verifier(provider, VerifyOptions(issuer=idp.issuer, audiences=(DEFAULT_RESOURCE,)))
+    verifier.verify(idp.client_credentials_token())
+    idp.stop()
+    with pytest.raises(InvalidToken):
+        provider.key_for("not-a-kid-of-this-idp", "RS256")
+    failure = provider.health.failing("jwks")
+    assert failure is not None and failure.cause == "unreachable"
+    idp.restart(new_keys=True)  # same port, same issuer
+    verifier.verify(idp.client_credentials_token())  # new kid: one refetch, which succeeds
+    assert provider.health.last_failure() is None
+
+
 def test_provider_down_held_keys_keep_verifying(oidc_provider_factory):
     idp = oidc_provider_factory()
     verifier = verifier_for(idp)
