@@ -108,8 +108,10 @@ OPTIONS: tuple[Option, ...] = (
          ko="ssl_verify"),
     _opt("timeout", "integer", "Timeout in milliseconds of every call to the identity provider.",
          default=10000, between=(1, 300000), ko="timeout"),
-    _opt("cache_ttl", "integer", "Seconds the discovery document is cached; also the maximum "
-         "lifetime of a cached token verification.", default=600, between=(1, 604800), ko="cache_ttl"),
+    _opt("cache_ttl", "integer", "Seconds between two background refreshes of the discovery "
+         "document and the key set (a key the IdP stops publishing stops verifying within this "
+         "time, cached tokens included); also the maximum lifetime of a cached token verification.",
+         default=600, between=(1, 604800), ko="cache_ttl"),
     _opt("rediscovery_lifetime", "integer", "Minimum seconds between two key set refreshes caused "
          "by tokens with an unknown key id.", default=30, between=(0, 86400), ko="rediscovery_lifetime"),
     _opt("jwks_max_stale", "integer", "Seconds the last fetched keys keep serving while the "
