@@ -555,3 +555,49 @@ def test_provider_settings_from_config():
     cfg = SimpleNamespace(issuer=ISSUER, timeout=1500, ssl_verify=False, allow_insecure_issuer=True, cache_ttl=60,
                           rediscovery_lifetime=10, jwks_max_stale=120)
     assert ProviderSettings.from_config(cfg) == ProviderSettings(ISSUER, 1500, False, True, 60, 10, 120)
+
+
+# -- explain: the same checks as a trace --------------------------------------------------------
+
+
+def test_explain_lists_every_check_of_a_valid_token_in_order():
+    trace = verifier().explain(RSA.sign(body()))
+    assert trace.error is None and trace.claims.data["sub"] == "user-1"
+    assert [s.check for s in trace.steps] == ["size", "header", "key", "signature", "claim_types", "iss", "aud",
+                                              "exp", "nbf", "iat"]
+    assert all(s.ok for s in trace.steps)
+
+
+def test_explain_names_the_key_chosen_and_why():
+    from kong_oidc_py.idp.keyset import jwk_thumbprint
+
+    key_step = next(s for s in verifier().explain(RSA.sign(body())).steps if s.check == "key")
+    assert "kid='rsa-1' alg=RS256" in key_step.detail and "by kid and alg" in key_step.detail
+    assert jwk_thumbprint(RSA.public_jwk()) in key_step.detail
+
+
+def test_explain_ends_with_the_failed_check_as_its_stable_reason():
+    trace = verifier().explain(RSA.sign(body(exp=NOW - 1)))
+    assert trace.claims is None and trace.error.reason == "expired"
+    assert trace.steps[-1].check == "expired" and not trace.steps[-1].ok
+    assert trace.steps[-1].detail == f"exp {NOW - 1} <= now {NOW} - leeway 0"
+
+
+def test_explain_reports_malformed_input_without_raising():
+    trace = verifier().explain("not.a.token")
+    assert trace.error.reason == "malformed" and trace.steps[-1].check == "malformed"
+
+
+def test_explain_never_shows_the_token_or_its_signature():
+    token = RSA.sign(body(exp=NOW - 1))
+    text = repr(verifier().explain(token).steps)
+    assert all(part not in text for part in token.split("."))
+
+
+def test_explain_neither_reads_nor_fills_the_token_cache():
+    v = verifier()
+    token = RSA.sign(body())
+    v.explain(token)
+    assert len(v.cache) == 0
+    v.verify(token)
+    assert [s.check for s in v.explain(token).steps][:3] == ["size", "header", "key"]
