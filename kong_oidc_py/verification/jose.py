@@ -102,18 +102,15 @@ STRINGS = "array of strings"
 STRING_OR_STRINGS = "string or array of strings"
 
 
-def _is(kind: str, value: Any) -> bool:
-    t = type(value)
-    if kind == STRING:
-        return t is str
-    if kind == NUMBER:
-        # bool is an int subclass; floats are finite by construction (_float above).
-        return t is int or t is float
-    if kind == OBJECT:
-        return t is dict
-    if kind == STRINGS:
-        return t is list and all(type(v) is str for v in value)
-    return t is str or (t is list and all(type(v) is str for v in value))
+# kind -> (JSON scalar/object types accepted as such, whether an array of strings is accepted).
+# bool is not int here (type() is compared, not isinstance); floats are finite by construction.
+_ACCEPTS: dict[str, tuple[frozenset[type], bool]] = {
+    STRING: (frozenset({str}), False),
+    NUMBER: (frozenset({int, float}), False),
+    OBJECT: (frozenset({dict}), False),
+    STRINGS: (frozenset(), True),
+    STRING_OR_STRINGS: (frozenset({str}), True),
+}
 
 
 # RFC 7515 4.1 (JWS header parameters). jku/x5u/jwk/x5c are never used to pick a key, but
@@ -158,25 +155,31 @@ CLAIM_TYPES: dict[str, str] = {
     "may_act": OBJECT,
 }
 
-_HEADER_ITEMS = tuple(HEADER_TYPES.items())
-_CLAIM_ITEMS = tuple(CLAIM_TYPES.items())
-_ABSENT = object()
+# name -> (accepted types, arrays of strings accepted, kind for the message)
+_Rule = tuple[frozenset[type], bool, str]
+_HEADER_RULES: dict[str, _Rule] = {name: (*_ACCEPTS[kind], kind) for name, kind in HEADER_TYPES.items()}
+_CLAIM_RULES: dict[str, _Rule] = {name: (*_ACCEPTS[kind], kind) for name, kind in CLAIM_TYPES.items()}
 
 
-def _check_types(obj: dict, items: tuple[tuple[str, str], ...], where: str) -> None:
-    get = obj.get
-    for name, kind in items:
-        value = get(name, _ABSENT)
-        if value is not _ABSENT and not _is(kind, value):
-            got = "null" if value is None else type(value).__name__
-            raise JoseError(f"{where} {name} must be a {kind}, got {got}")
+def _check_types(obj: dict, rules: dict[str, _Rule], where: str) -> None:
+    # One pass over the members present (a token has a handful), one dict probe each.
+    get_rule = rules.get
+    for name, value in obj.items():
+        rule = get_rule(name)
+        if rule is None:
+            continue
+        t = type(value)
+        if t in rule[0] or (t is list and rule[1] and all(type(v) is str for v in value)):
+            continue
+        got = "null" if value is None else type(value).__name__
+        raise JoseError(f"{where} {name} must be a {rule[2]}, got {got}")
 
 
 def check_header_types(header: dict) -> None:
     """JoseError when a registered header parameter has the wrong JSON type (null included)."""
-    _check_types(header, _HEADER_ITEMS, "header")
+    _check_types(header, _HEADER_RULES, "header")
 
 
 def check_claim_types(claims: dict) -> None:
     """JoseError when a registered claim has the wrong JSON type (null included)."""
-    _check_types(claims, _CLAIM_ITEMS, "claim")
+    _check_types(claims, _CLAIM_RULES, "claim")
