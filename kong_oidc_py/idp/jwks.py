@@ -19,6 +19,7 @@ Failures and recoveries are reported to idp/health.py, which logs them.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
@@ -79,6 +80,17 @@ class JwksCache:
         self.fetches = 0
         self.failures = 0
         self.rate_limited = 0
+        _live.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (kong-pdk -m respawning a pool worker) the refresher thread and any
+        lock holder are gone: start clean; lookups refresh lazily until warm_start runs again."""
+        self._lock = threading.Lock()
+        self._flight = SingleFlight()
+        self._stop = threading.Event()
+        self._refresher = None
+        self._warm_started = False
+        self._background = 0
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -334,6 +346,18 @@ class JwksCache:
     def usable_keys(self) -> int:
         keys = self._keys
         return len(keys) if keys is not None else 0
+
+
+_live: "weakref.WeakSet[JwksCache]" = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for cache in list(_live):
+        cache._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _refresh_loop(ref: "weakref.ref[JwksCache]", stop: threading.Event) -> None:

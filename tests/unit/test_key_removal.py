@@ -233,3 +233,18 @@ def test_one_refresher_thread_per_provider_however_often_warm_start_is_called(id
         provider.warm_start()
     after = {t.ident for t in threading.enumerate() if t.name == "oidc-jwks-refresher"}
     assert len(after - before) == 1
+
+
+def test_a_forked_child_refreshes_lazily_instead_of_relying_on_the_parents_thread(idp, providers):
+    import os
+
+    provider = make(idp, providers, cache_ttl=600)
+    provider.warm_start()
+    assert provider.wait_idle()
+    pid = os.fork()
+    if pid == 0:  # the child: no refresher thread survived the fork
+        ok = provider._jwks._refresher is None and provider.key_for("ec-1", "ES256") is not None
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert provider._jwks._refresher is not None
