@@ -188,12 +188,14 @@ def test_the_refresher_fetches_once_per_cache_ttl_whatever_the_traffic(idp, prov
     provider.warm_start()
     assert provider.wait_idle()
     v = verifier(provider)
-    start = idp.jwks_hits
-    end = time.monotonic() + 1.0
-    while time.monotonic() < end:
+    start, began, verified = idp.jwks_hits, time.monotonic(), 0
+    while time.monotonic() - began < 1.0:
         v.verify(EC.sign(claims(idp.issuer)))  # fresh tokens: every one looks its key up
+        verified += 1
     hits = idp.jwks_hits - start
-    assert 2 <= hits <= 4
+    periods = (time.monotonic() - began) / 0.3
+    assert verified > 10  # traffic there was
+    assert 1 <= hits <= periods + 1  # one fetch per period at most, none per request
 
 
 def test_a_failing_refresh_keeps_the_held_keys_and_reports_the_cause(idp, providers):
