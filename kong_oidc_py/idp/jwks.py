@@ -28,7 +28,14 @@ from typing import Any, Callable
 from kong_oidc_py.errors import InvalidToken, ProviderError
 from kong_oidc_py.idp.fetch import Fetcher
 from kong_oidc_py.idp.health import IdpHealth
-from kong_oidc_py.idp.keyset import ALG_KEY_TYPE, MIN_RSA_BITS, JwkEntry, KeySet, parse_jwk  # noqa: F401 - re-exported
+from kong_oidc_py.idp.keyset import (  # noqa: F401 - parse_jwk, MIN_RSA_BITS re-exported
+    ALG_KEY_TYPE,
+    MIN_RSA_BITS,
+    JwkEntry,
+    KeySet,
+    log_ignored,
+    parse_jwk,
+)
 from kong_oidc_py.idp.singleflight import SingleFlight
 
 log = logging.getLogger("kong_oidc_py")
@@ -224,6 +231,9 @@ class JwksCache:
             self._generation += 1
             self._load_failed_at = None
         self.health.success("jwks")
+        if old is None or old.ignored != keys.ignored:
+            # Once per change, not at every refresh: the refresher runs every cache_ttl.
+            log_ignored(keys.ignored, self.health.issuer)
         if old is None:
             log.info("oidc: JWKS loaded for %s: %d usable keys", self.health.issuer, len(keys))
         elif old.identity != keys.identity:

@@ -131,18 +131,27 @@ def check_jwk(jwk: Any) -> JwkEntry | str:
     return entry
 
 
+# Keys an IdP publishes on purpose for other uses (Keycloak lists its encryption key): expected.
+_EXPECTED = ("use is not sig", "key_ops does not allow verify")
+
+
 def _ignored(jwk: Any, why: str) -> str:
     kid = jwk.get("kid") if isinstance(jwk, dict) else None
-    shown = _shown(kid if isinstance(kid, str) else None)
-    log.warning("oidc: ignoring JWKS key kid=%s: %s", shown, why)
-    return f"kid={shown}: {why}"
+    return f"kid={_shown(kid if isinstance(kid, str) else None)}: {why}"
+
+
+def log_ignored(ignored: tuple[str, ...], issuer: str) -> None:
+    """Say why keys were skipped: at info for keys meant for other uses, at warning otherwise."""
+    for item in ignored:
+        expected = item.endswith(_EXPECTED)
+        log.log(logging.INFO if expected else logging.WARNING, "oidc: ignoring JWKS key of %s %s", issuer, item)
 
 
 def parse_jwk(jwk: Any) -> JwkEntry | None:
     """One usable verification key, or None (logged) when the key must not be used."""
     result = check_jwk(jwk)
     if isinstance(result, str):
-        _ignored(jwk, result)
+        log.warning("oidc: ignoring JWKS key %s", _ignored(jwk, result))
         return None
     return result
 
@@ -150,8 +159,9 @@ def parse_jwk(jwk: Any) -> JwkEntry | None:
 class KeySet:
     """An immutable, indexed set of usable keys: lookups are one dict access."""
 
-    def __init__(self, entries: list[JwkEntry]) -> None:
+    def __init__(self, entries: list[JwkEntry], ignored: tuple[str, ...] = ()) -> None:
         self.entries = tuple(entries)
+        self.ignored = ignored  # why each skipped key was skipped (logged by the JWKS cache on change)
         index: dict[tuple[str | None, str], JwkEntry] = {}
         for alg in ALG_KEY_TYPE:
             for entry in self.entries:
@@ -191,7 +201,7 @@ class KeySet:
                 + (f", ignored: {why})" if why else ")"),
                 cause="no_usable_key",
             )
-        return cls(entries)
+        return cls(entries, tuple(ignored))
 
     def find(self, kid: str | None, alg: str) -> Any | None:
         entry = self._index.get((kid, alg))

@@ -225,3 +225,26 @@ def test_a_denied_request_logs_keys_unavailable_with_the_cause(idp, monkeypatch)
     outcome = gw.handle(FakeRequest({"Authorization": "Bearer " + RSA.sign(claims(idp.issuer))}))
     assert (outcome.status, outcome.log["reason"]) == (401, "keys_unavailable")
     assert "last IdP failure: jwks http_status" in outcome.log["detail"]
+
+
+def test_ignored_keys_are_logged_once_not_at_every_refresh(idp, caplog):
+    idp.set_jwks({"keys": [RSA.public_jwk(), rsa_key("small", bits=1024).public_jwk()]})
+    provider = provider_for(idp.issuer, rediscovery_lifetime=0)
+    with watching(caplog):
+        for kid in ("rsa-1", "absent-1", "absent-2"):  # the misses refresh the same key set twice
+            try:
+                provider.key_for(kid, "RS256")
+            except InvalidToken:
+                pass
+    assert idp.jwks_hits == 3
+    ignored = [r for r in caplog.records if "ignoring JWKS key" in r.getMessage()]
+    assert len(ignored) == 1 and ignored[0].levelno == logging.WARNING
+    assert "kid='small': RSA key of 1024 bits is below 2048" in ignored[0].getMessage()
+
+
+def test_a_key_published_for_encryption_is_ignored_at_info_level(idp, caplog):
+    idp.set_jwks({"keys": [RSA.public_jwk(), rsa_key("enc-1", fresh=True).public_jwk(use="enc")]})
+    with watching(caplog):
+        assert provider_for(idp.issuer).key_for("rsa-1", "RS256") is not None
+    [record] = [r for r in caplog.records if "ignoring JWKS key" in r.getMessage()]
+    assert record.levelno == logging.INFO and "kid='enc-1': use is not sig" in record.getMessage()
