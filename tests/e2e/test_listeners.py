@@ -1,0 +1,66 @@
+"""Both listeners behind the emulated Kong: ours (the default) and kong-pdk 0.36's own
+(`--kong-pdk-listener`), so CI keeps a smoke run on the fallback. The whole suite can also run on
+kong-pdk's listener with OIDC_TEST_LISTENER=kong-pdk (tests/support/stack.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.kong_host.rpc import RpcClient
+from tests.support.fake_idp import FakeIdP
+from tests.support.keys import claims, rsa_key
+from tests.support.stack import kong_config, oidc, route, start_stack
+from tests.upstream.echo import EchoUpstream, header_values
+
+pytestmark = pytest.mark.integration
+
+KEY = rsa_key()
+
+
+@pytest.fixture(scope="module")
+def idp():
+    with FakeIdP() as server:
+        server.set_keys(KEY)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def echo():
+    with EchoUpstream() as up:
+        yield up
+
+
+def which_listener(emu) -> str:
+    """Only our listener answers plugin.ListenerStats; kong-pdk answers it with its
+    unknown-method error."""
+    rpc = RpcClient(emu.plugin_server().spec.socket, read_timeout=5)
+    try:
+        stats = rpc.call("plugin.ListenerStats")
+    except Exception as exc:  # noqa: BLE001 - RpcError carries kong-pdk's text
+        assert "listener_stats" in str(exc)
+        return "kong-pdk"
+    finally:
+        rpc.close()
+    assert stats["events"] >= 1
+    return "ours"
+
+
+@pytest.mark.parametrize("flag,expected", [("", "ours"), ("--kong-pdk-listener", "kong-pdk")],
+                         ids=["ours", "kong-pdk"])
+def test_bearer_allow_and_deny_through_each_listener(idp, echo, tmp_path, flag, expected, monkeypatch):
+    monkeypatch.delenv("OIDC_TEST_LISTENER", raising=False)
+    plugin = oidc(idp.issuer, upstream_headers_claims=["sub"], upstream_headers_names=["X-User-Id"])
+    cfg = kong_config(echo.port, routes=[route("api", "/api", plugin)])
+    token = KEY.sign(claims(idp.issuer, sub="user-1"))
+    forged = rsa_key("rsa-1", fresh=True).sign(claims(idp.issuer, sub="user-1"))
+    with start_stack(cfg, str(tmp_path), extra_args=flag) as (emu, client):
+        ok = client.get("/api/x", headers={"Authorization": f"Bearer {token}", "X-User-Id": "spoofed",
+                                           "X-Tag": f"allow-{expected}"})
+        bad = client.get("/api/x", headers={"Authorization": f"Bearer {forged}", "X-Tag": f"deny-{expected}"})
+        none = client.get("/api/x")
+        assert which_listener(emu) == expected
+    assert ok.status_code == 200
+    (seen,) = [r for r in echo.requests if f"allow-{expected}" in header_values(r, "x-tag")]
+    assert header_values(seen, "x-user-id") == ["user-1"]
+    assert bad.status_code == 401 and none.status_code == 401
+    assert not [r for r in echo.requests if f"deny-{expected}" in header_values(r, "x-tag")]
