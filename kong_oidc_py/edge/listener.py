@@ -67,8 +67,10 @@ EXIT_PHASES = frozenset(("rewrite", "access", "response"))  # kong/pdk/response.
 INTERNAL_ERROR = {"message": "An unexpected error occurred"}  # Kong's own 500 body (kong/init.lua)
 
 # Every Step variant Kong sends (mp_rpc.lua `get_step_method`); kong-pdk maps them all to `step`.
-_STEPS = frozenset(("Step", "StepCredential", "StepConsumer", "StepRoute", "StepService", "StepPlugin",
-                    "StepMemoryStats", "StepMultiMap"))
+_STEP, _STEP_ERROR, _HANDLE_EVENT = object(), object(), object()
+_ROUTES = {f"plugin.{name}": _STEP for name in ("Step", "StepCredential", "StepConsumer", "StepRoute", "StepService",
+                                                "StepPlugin", "StepMemoryStats", "StepMultiMap")}
+_ROUTES.update({"plugin.StepError": _STEP_ERROR, "plugin.HandleEvent": _HANDLE_EVENT})
 _CAMEL = re.compile(r"([a-z])([A-Z])")
 
 
@@ -148,40 +150,43 @@ class Worker:
 
     # -- the wait inside a PDK call ---------------------------------------------------------------
     def wait_step(self, event: Event) -> tuple:
-        """Event.get's wait: the next Step for `event`, from our connection or our mailbox."""
-        deadline = time.monotonic() + self.listener.step_timeout
+        """Event.get's wait: the next Step for `event`, from our connection or our mailbox.
+
+        No complete message is ever left buffered here: Kong has one request per connection
+        outstanding, and the serve loop reads exactly that one before a handler runs."""
+        listener = self.listener
+        deadline = time.monotonic() + listener.step_timeout
         while True:
-            item = event.take()
-            if item is not None:
-                if self.conn is not None and item[0] is not self.conn:
-                    # Kong sent this Step over another connection, so ours is back in its pool:
-                    # let another worker read it while this thread runs handler code.
-                    self.listener._migrated(self)
-                return item
-            conn = self.conn
-            if conn is not None:
-                try:
-                    msg = conn.next_buffered()
-                    own = None if msg is None else self.listener._dispatch(self, conn, msg, event)
-                except (ProtocolError, ValueError, OSError) as exc:
-                    # the connection broke, not this event: stop reading it and keep waiting
-                    log.warning("listener: dropping a connection (%s)", type(exc).__name__)
-                    self.listener._drop(self)
-                    continue
-                if own is not None:
-                    return own
-                if msg is not None:
-                    continue
+            if event.slot is not None:
+                item = event.take()
+                if item is not None:
+                    if self.conn is not None and item[0] is not self.conn:
+                        # Kong sent this Step over another connection, so ours is back in its
+                        # pool: let another worker read it while this thread runs handler code.
+                        listener._migrated(self)
+                    return item
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self.listener._count("step_timeouts")
+                listener._count("step_timeouts")
                 event.end("after a step timeout")
-                raise StepTimeout(f"event {event.id}: no step from Kong within {self.listener.step_timeout:g}s")
+                raise StepTimeout(f"event {event.id}: no step from Kong within {listener.step_timeout:g}s")
+            conn = self.conn
             for fd, _ in self.poller.poll(remaining * 1000):
                 if fd == self.wake_fd:
                     self._drain()
-                elif conn is not None and fd == conn.fd and not conn.fill():
-                    self.listener._drop(self)
+                elif conn is not None and fd == conn.fd:
+                    try:
+                        if not conn.fill():
+                            listener._drop(self)
+                            continue
+                        for msg in conn.unpacker:
+                            own = listener._dispatch(self, conn, msg, event)
+                            if own is not None:
+                                return own
+                    except (ProtocolError, ValueError, OSError) as exc:
+                        # the connection broke, not this event: stop reading it and keep waiting
+                        log.warning("listener: dropping a connection (%s)", type(exc).__name__)
+                        listener._drop(self)
 
 
 class Listener:
@@ -205,7 +210,8 @@ class Listener:
         self._idle: list[Worker] = []
         self._threads = 0
         self._conns = 0
-        self._stats = dict.fromkeys(("connections", "events", "events_pooled", "steps_migrated", "steps_handed_over",
+        self._last_id = -1  # ids count from 0, so this + 1 events were started
+        self._stats = dict.fromkeys(("connections", "events_pooled", "steps_migrated", "steps_handed_over",
                                      "connections_handed_off", "handler_errors", "step_timeouts",
                                      "refused"), 0)
         self._sock: socket.socket | None = None
@@ -272,6 +278,7 @@ class Listener:
         with self._lock:
             out = dict(self._stats)
             out.update(threads=self._threads, idle_threads=len(self._idle), open_connections=self._conns)
+        out["events"] = self._last_id + 1
         out["events_in_flight"] = len(self.events)
         return out
 
@@ -315,25 +322,29 @@ class Listener:
     def _dispatch(self, worker: Worker, conn: Conn, msg: Any, busy: Event | None) -> tuple | None:
         """Serve one request read from `conn`. Returns the Step for `busy` (the event this worker
         is waiting in) when that is what arrived; every other request is answered or handed on."""
-        if not isinstance(msg, (list, tuple)) or len(msg) != 4 or msg[0] != 0:
-            raise ProtocolError("expected [0, msgid, method, params]")
-        _, msgid, method, params = msg
-        if not isinstance(params, (list, tuple)):
-            params = [params]
-        ns, _, cmd = method.partition(".") if isinstance(method, str) else ("", "", "")
-        if ns != "plugin":
-            conn.reply(msgid, "RPC for %s is not supported" % ns, None)  # kong_pdk/listener.py's text
-            return None
         try:
-            if cmd in _STEPS or cmd == "StepError":
-                return self._step(conn, msgid, params[0], cmd == "StepError", busy)
-            if cmd == "HandleEvent":
+            kind, msgid, method, params = msg
+        except (TypeError, ValueError):
+            raise ProtocolError("expected [0, msgid, method, params]") from None
+        if kind != 0:
+            raise ProtocolError("expected a request [0, ...]")
+        route = _ROUTES.get(method) if isinstance(method, str) else None
+        try:
+            if route is _STEP:
+                return self._step(conn, msgid, params[0], False, busy)
+            if route is _HANDLE_EVENT:
                 self._handle_event(worker, conn, msgid, params[0], busy is not None)
+                return None
+            if route is _STEP_ERROR:
+                return self._step(conn, msgid, params[0], True, busy)
+            ns, _, cmd = method.partition(".") if isinstance(method, str) else ("", "", "")
+            if ns != "plugin":
+                conn.reply(msgid, "RPC for %s is not supported" % ns, None)  # kong_pdk/listener.py's text
                 return None
             if cmd == "ListenerStats":  # ours, read-only: what the soak and the benches report
                 result = self.stats()
             else:
-                result = getattr(self.ps, _snake(cmd))(*params)
+                result = getattr(self.ps, _snake(cmd))(*(params if isinstance(params, (list, tuple)) else [params]))
         except (PluginServerException, PDKException) as exc:
             log.warning("rpc: #%s %s error: %s", msgid, method, exc)
             conn.reply(msgid, str(exc), None)
@@ -371,12 +382,11 @@ class Listener:
         phase = desc["EventName"]
         handler = getattr(instance.cls, phase)
         eid = next(self._ids)
+        self._last_id = eid
         if not busy:
-            self._count("events")
             self._run_event(worker, eid, instance.name, phase, handler, conn, msgid)
         elif self._submit(self._pooled_event, eid, instance.name, phase, handler, conn, msgid):
             self._count("events_pooled")
-            self._count("events")
         else:
             self._refused("an event")
             raise PluginServerException("plugin server busy: no thread free for event %s" % eid)

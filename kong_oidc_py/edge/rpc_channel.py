@@ -161,6 +161,8 @@ class Event:
     # -- used by the listener -------------------------------------------------------------------
     def take(self) -> tuple | None:
         """The delivered Step, if any; it becomes the pending request."""
+        if self.slot is None:  # the common case, without the lock
+            return None
         with self.lock:
             item = self.slot
             if item is None:
@@ -187,6 +189,8 @@ class Event:
         return True
 
     def end(self, why: str) -> None:
+        if self.ended:
+            return
         with self.lock:
             if self.ended:
                 return
