@@ -215,6 +215,7 @@ class Listener:
                                      "connections_handed_off", "handler_errors", "step_timeouts",
                                      "refused"), 0)
         self._sock: socket.socket | None = None
+        self._open: set[Conn] = set()  # so close() can end the workers reading them
         self._closing = False
         self._last_refusal_log = 0.0
 
@@ -308,6 +309,7 @@ class Listener:
             conn.close()
             with self._lock:
                 self._conns -= 1
+                self._open.discard(conn)
 
     def _migrated(self, worker: Worker) -> None:
         conn = worker.release()
@@ -466,6 +468,7 @@ class Listener:
             conn = Conn(client)
             with self._lock:
                 self._conns += 1
+                self._open.add(conn)
             if self._submit(self._serve, conn):
                 self._count("connections")
             else:
@@ -473,6 +476,7 @@ class Listener:
                 conn.close()
                 with self._lock:
                     self._conns -= 1
+                    self._open.discard(conn)
 
     def start(self) -> threading.Thread:
         """Serve from a background thread (tests, benches)."""
@@ -485,6 +489,7 @@ class Listener:
         with self._lock:
             self._closing = True
             idle, self._idle = self._idle, []
+            conns = list(self._open)
         sock, self._sock = self._sock, None
         if sock is not None:
             try:
@@ -494,6 +499,11 @@ class Listener:
             sock.close()
         for worker in idle:
             worker.ring()
+        for conn in conns:  # a reader blocked in recv wakes up on shutdown, not on close
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if os.path.exists(self.path):
             os.remove(self.path)
 

@@ -58,9 +58,13 @@ def test_bearer_allow_and_deny_through_each_listener(idp, echo, tmp_path, flag, 
                                            "X-Tag": f"allow-{expected}"})
         bad = client.get("/api/x", headers={"Authorization": f"Bearer {forged}", "X-Tag": f"deny-{expected}"})
         none = client.get("/api/x")
+        calls = [line["pdk_calls"]["oidc"] for line in emu.log_lines(wait_for=3)[-3:]]
         assert which_listener(emu) == expected
     assert ok.status_code == 200
     (seen,) = [r for r in echo.requests if f"allow-{expected}" in header_values(r, "x-tag")]
     assert header_values(seen, "x-user-id") == ["user-1"]
     assert bad.status_code == 401 and none.status_code == 401
+    # the same PDK calls on either listener: get_headers, set_headers, ctx.shared.set,
+    # set_serialize_value on allow; get_headers, set_serialize_value, response.exit on deny
+    assert calls == [4, 3, 3]
     assert not [r for r in echo.requests if f"deny-{expected}" in header_values(r, "x-tag")]
