@@ -348,7 +348,7 @@ class Listener:
             else:
                 result = getattr(self.ps, _snake(cmd))(*(params if isinstance(params, (list, tuple)) else [params]))
         except (PluginServerException, PDKException) as exc:
-            log.warning("rpc: #%s %s error: %s", msgid, method, exc)
+            log.info("rpc: #%s %s error: %s", msgid, method, exc)  # Kong logs the reply itself
             conn.reply(msgid, str(exc), None)
             return None
         except Exception as exc:  # noqa: BLE001 - kong-pdk answers str(exception) for anything else

@@ -120,10 +120,15 @@ def main(argv: list[str] | None = None) -> None:
 
         cli.UnixStreamServer = listener_factory(**listener_options)
     elif not dumping:
-        logging.getLogger("kong_oidc_py").warning(
+        multiprocess = "-m" in args or "--multiprocessing" in args
+        # -m is a mode of its own (info); --kong-pdk-listener is the weaker choice (a warning,
+        # replayed to Kong once). At info under -m also because the pool processes fork after
+        # this line and would each replay a queued warning.
+        logging.getLogger("kong_oidc_py").log(
+            logging.INFO if multiprocess else logging.WARNING,
             "kong-oidc-py: serving with kong-pdk's own listener (%s): a thread per event and a "
             "server-wide lock until each handler's first PDK call",
-            "-m" if ("-m" in args or "--multiprocessing" in args) else "--kong-pdk-listener")
+            "-m" if multiprocess else "--kong-pdk-listener")
 
     cli.start_dedicated_server(PLUGIN_NAME, Plugin, __version__, PRIORITY, SCHEMA)
 

@@ -53,25 +53,28 @@ def which_listener(emu) -> str:
                          ids=["ours", "kong-pdk", "multiprocessing"])
 def test_bearer_allow_and_deny_through_each_listener(idp, echo, tmp_path, flag, expected, monkeypatch):
     monkeypatch.delenv("OIDC_TEST_LISTENER", raising=False)
-    plugin = oidc(idp.issuer, upstream_headers_claims=["sub"], upstream_headers_names=["X-User-Id"])
+    plugin = oidc(idp.issuer, audience_required=["api"], upstream_headers_claims=["sub"],
+                  upstream_headers_names=["X-User-Id"])  # no start-up warning to replay through kong.log
     cfg = kong_config(echo.port, routes=[route("api", "/api", plugin)])
     token = KEY.sign(claims(idp.issuer, sub="user-1"))
     forged = rsa_key("rsa-1", fresh=True).sign(claims(idp.issuer, sub="user-1"))
     tag = flag or "default"
     with start_stack(cfg, str(tmp_path), extra_args=flag) as (emu, client):
+        # warm: instance start, key fetch, and the start-up warnings replayed through kong.log
+        assert client.get("/api/x", headers={"Authorization": f"Bearer {token}"}).status_code == 200
         ok = client.get("/api/x", headers={"Authorization": f"Bearer {token}", "X-User-Id": "spoofed",
                                            "X-Tag": f"allow-{tag}"})
         bad = client.get("/api/x", headers={"Authorization": f"Bearer {forged}", "X-Tag": f"deny-{tag}"})
         none = client.get("/api/x")
-        calls = [line["pdk_calls"]["oidc"] for line in emu.log_lines(wait_for=3)[-3:]]
+        calls = [line["pdk_calls"]["oidc"] for line in emu.log_lines(wait_for=4)[-3:]]
         assert which_listener(emu) == expected
     assert ok.status_code == 200
     (seen,) = [r for r in echo.requests if f"allow-{tag}" in header_values(r, "x-tag")]
     assert header_values(seen, "x-user-id") == ["user-1"]
     assert bad.status_code == 401 and none.status_code == 401
-    # the same PDK calls on either listener: get_headers, set_headers, ctx.shared.set,
-    # set_serialize_value on allow; get_headers, set_serialize_value, response.exit on deny
-    assert calls == [4, 3, 3]
+    # the same PDK calls on either listener: get_headers, get_path, set_headers, ctx.shared.set,
+    # set_serialize_value on allow; get_headers, get_path, set_serialize_value, response.exit on deny
+    assert calls == [5, 4, 4]
     assert not [r for r in echo.requests if f"deny-{tag}" in header_values(r, "x-tag")]
 
 
