@@ -8,34 +8,23 @@ replaces only that loop. kong-pdk stays the dependency: its `PluginServer` keeps
 methods, called with its error strings) and `kong_pdk.pdk.Kong(channel, lua_style)` stays the PDK
 object handed to the handler; our `Event` (edge/rpc_channel.py) is its channel.
 
-Threads. A worker thread owns at most one connection and reads it; nothing else reads it.
-* `HandleEvent` on an idle connection runs the handler right there, on the reading thread; each
-  PDK call is one write and one read on the same connection - the common case, since Kong keeps
-  an event on the connection it started on unless a PDK function yields (mp_rpc.lua `Rpc:call`
-  takes the head of nginx's LIFO keepalive pool; lua-nginx-module ngx_http_lua_socket_tcp.c
-  `ngx_http_lua_get_keepalive_peer` / `setkeepalive`).
-* A `Step` read by a thread that does not own its event goes into the event's one-slot mailbox and
-  rings the owner's doorbell (an eventfd). An owner waiting for a Step poll(2)s its connection and
-  its doorbell, so it wakes on either without timed polling. When its Step came over another
-  connection, its own connection is free in Kong's pool: it hands that connection to another
-  worker before running more handler code, so a slow handler never leaves a connection unread.
-* `HandleEvent` on a connection whose thread is busy in an event runs on a pooled worker.
-* No server-wide lock: ids come from itertools.count, the event table is a dict (GIL-atomic).
+Threads: the reading thread runs the handler (each PDK call one write and one read on its
+connection: Kong keeps an event on the connection it started on unless a PDK function yields,
+since mp_rpc.lua `Rpc:call` takes the head of nginx's LIFO keepalive pool, lua-nginx-module
+ngx_http_lua_socket_tcp.c `ngx_http_lua_get_keepalive_peer`); a Step read by another thread is
+handed over through the event's mailbox and the owner's doorbell (edge/listener_worker.py); a
+HandleEvent on a busy connection runs on a pooled worker; no server-wide lock.
 
-Failing closed. A handler exception, before or after its first PDK call, is answered at once:
-in phases that may end the request (rewrite, access, response) with `kong.log.err` then
-`kong.response.exit(500)` - Kong's own "An unexpected error occurred" - so the request fails
-closed with or without the acl guard; elsewhere (log) with an error reply, which Kong logs.
-A PDK call after `kong.response.exit` raises `EventEnded` in the handler. A handler waiting
-longer than the step timeout for Kong gets `StepTimeout`: Kong sets no timeout of its own on
-the plugin socket (mp_rpc.lua `Rpc:call`, no settimeout), so OpenResty's lua_socket_read_timeout
-default of 60 s applies and our default (75 s) is above it - we never give up on an event Kong
-could still be driving.
+Failing closed: a handler exception is answered at once, in rewrite/access/response with
+`kong.log.err` + `kong.response.exit(500)` (Kong's own "An unexpected error occurred"), so the
+request fails closed with or without the acl guard; elsewhere with an error reply. A PDK call
+after `kong.response.exit` raises `EventEnded`. A handler waiting longer than `step_timeout`
+gets `StepTimeout`: Kong sets no timeout on the plugin socket (mp_rpc.lua `Rpc:call`), so
+OpenResty's lua_socket_read_timeout default of 60 s applies, and ours (75 s) stays above it.
 
-Bounds. At most `max_threads` workers (connections being read + events on pooled workers); a
-connection or event beyond it is refused (closed / error reply), which the acl guard denies.
-Idle workers exit after `idle_ttl`. Kong closes idle pooled connections itself after
-lua_socket_keepalive_timeout (60 s), which ends their reading.
+Bounds: at most `max_threads` workers; a connection or event beyond it is refused (the acl
+guard denies). Idle workers exit after `idle_ttl`; Kong closes idle pooled connections after
+lua_socket_keepalive_timeout (60 s). Contract: docs/DESIGN.md.
 """
 
 from __future__ import annotations
@@ -44,7 +33,6 @@ import itertools
 import logging
 import os
 import re
-import select
 import socket
 import sys
 import threading
@@ -55,7 +43,8 @@ from typing import Any, Callable
 from kong_pdk.exception import PDKException, PluginServerException
 from kong_pdk.pdk import Kong
 
-from kong_oidc_py.edge.rpc_channel import Conn, Event, EventEnded, StepTimeout
+from kong_oidc_py.edge.listener_worker import Worker, _where
+from kong_oidc_py.edge.rpc_channel import Conn, Event, EventEnded, ProtocolError
 
 log = logging.getLogger("kong_oidc_py.listener")
 
@@ -77,116 +66,6 @@ _CAMEL = re.compile(r"([a-z])([A-Z])")
 def _snake(cmd: str) -> str:
     """kong-pdk's method naming: StartInstance -> start_instance."""
     return cmd[:1].lower() + _CAMEL.sub(lambda m: m.group(1) + "_" + m.group(2).lower(), cmd[1:])
-
-
-def _where(exc: BaseException) -> str:
-    """The stack and the exception type, never its message: it may quote a header or a token."""
-    frames = "".join(traceback.format_tb(exc.__traceback__))
-    return f"{frames}{type(exc).__module__}.{type(exc).__qualname__} (message withheld)"
-
-
-class ProtocolError(Exception):
-    pass
-
-
-class Worker:
-    """A thread with a doorbell. It runs jobs: reading a connection, or one pooled event."""
-
-    def __init__(self, listener: "Listener"):
-        self.listener = listener
-        self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self.poller = select.poll()
-        self.poller.register(self.wake_fd, select.POLLIN)
-        self.conn: Conn | None = None
-        self.job: tuple | None = None
-        self._fd_lock = threading.Lock()  # a late ring must never write into a reused fd number
-        self.thread = threading.Thread(target=self._main, name="oidc-listener-worker", daemon=True)
-
-    def ring(self) -> None:
-        with self._fd_lock:
-            if self.wake_fd >= 0:
-                os.eventfd_write(self.wake_fd, 1)
-
-    def _drain(self) -> None:
-        try:
-            os.eventfd_read(self.wake_fd)
-        except BlockingIOError:
-            pass
-
-    def _main(self) -> None:
-        pool = self.listener
-        try:
-            while True:
-                job, self.job = self.job, None
-                if job is not None:
-                    try:
-                        job[0](self, *job[1:])
-                    except Exception as exc:  # noqa: BLE001 - a worker must survive any job
-                        log.error("listener: job failed:\n%s", _where(exc))
-                if not pool._park(self):
-                    return
-        finally:
-            with self._fd_lock:
-                fd, self.wake_fd = self.wake_fd, -1
-            os.close(fd)
-
-    def wait_job(self, ttl: float) -> bool:
-        """Idle: wait for the doorbell; False when nothing came within `ttl`."""
-        ready = self.poller.poll(ttl * 1000)
-        if ready:
-            self._drain()
-        return bool(ready)
-
-    # -- connection ownership -------------------------------------------------------------------
-    def own(self, conn: Conn) -> None:
-        self.conn = conn
-        self.poller.register(conn.fd, select.POLLIN)
-
-    def release(self) -> Conn | None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            self.poller.unregister(conn.fd)
-        return conn
-
-    # -- the wait inside a PDK call ---------------------------------------------------------------
-    def wait_step(self, event: Event) -> tuple:
-        """Event.get's wait: the next Step for `event`, from our connection or our mailbox.
-
-        No complete message is ever left buffered here: Kong has one request per connection
-        outstanding, and the serve loop reads exactly that one before a handler runs."""
-        listener = self.listener
-        deadline = time.monotonic() + listener.step_timeout
-        while True:
-            if event.slot is not None:
-                item = event.take()
-                if item is not None:
-                    if self.conn is not None and item[0] is not self.conn:
-                        # Kong sent this Step over another connection, so ours is back in its
-                        # pool: let another worker read it while this thread runs handler code.
-                        listener._migrated(self)
-                    return item
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                listener._count("step_timeouts")
-                event.end("after a step timeout")
-                raise StepTimeout(f"event {event.id}: no step from Kong within {listener.step_timeout:g}s")
-            conn = self.conn
-            for fd, _ in self.poller.poll(remaining * 1000):
-                if fd == self.wake_fd:
-                    self._drain()
-                elif conn is not None and fd == conn.fd:
-                    try:
-                        if not conn.fill():
-                            listener._drop(self)
-                            continue
-                        for msg in conn.unpacker:
-                            own = listener._dispatch(self, conn, msg, event)
-                            if own is not None:
-                                return own
-                    except (ProtocolError, ValueError, OSError) as exc:
-                        # the connection broke, not this event: stop reading it and keep waiting
-                        log.warning("listener: dropping a connection (%s)", type(exc).__name__)
-                        listener._drop(self)
 
 
 class Listener:

@@ -30,6 +30,10 @@ MSG_RET = "ret"
 MAX_MESSAGE = 16 * 1024 * 1024
 
 
+class ProtocolError(Exception):
+    """Kong's side broke the framing; the connection is closed."""
+
+
 class EventEnded(PDKException):
     """A PDK call on an event that can no longer talk to Kong (after kong.response.exit, after a
     step timeout, or when the connection that carried its request is gone)."""
