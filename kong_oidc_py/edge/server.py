@@ -6,6 +6,16 @@ Kong runs it twice (../shared/kong-plugin-server.md 1.1-1.2):
 
 PRIORITY 1050 is where Kong Enterprise's openid-connect runs: after Kong's other auth plugins
 (jwt 1450, key-auth 1250, basic-auth 1100) and before `acl` (950), which is our fail-closed guard.
+
+Listener (the loop that reads Kong's socket): in the default threaded mode, ours
+(edge/listener.py), put in place of kong-pdk's `UnixStreamServer`; kong-pdk still parses the
+command line, keeps the instances and answers `--dump`. Our options, removed before kong-pdk
+parses the rest:
+  --kong-pdk-listener     kong-pdk 0.36's own threaded listener instead (with pdk_fixes applied)
+  --step-timeout SECONDS  how long a handler waits for Kong's next Step (default 75)
+  --max-threads N         threads reading connections or running events (default 1024)
+`-m` (multiprocessing) always runs kong-pdk's listener and its process pool: our listener runs
+handlers on its own threads, which -m replaces by pickling each event to a pool process.
 """
 
 from __future__ import annotations
@@ -16,6 +26,45 @@ import sys
 from kong_oidc_py import PLUGIN_NAME, __version__
 
 PRIORITY = 1050
+
+
+def _take_option(args: list[str], name: str, with_value: bool) -> str | bool | None:
+    """Remove `name` (and its value: `--x v` or `--x=v`) from args; the value, True, or None."""
+    for i, arg in enumerate(args):
+        if arg == name:
+            del args[i]
+            if not with_value:
+                return True
+            if i >= len(args):
+                raise SystemExit(f"kong-oidc-py: {name} needs a value")
+            return args.pop(i)
+        if with_value and arg.startswith(name + "="):
+            del args[i]
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _listener_options(args: list[str]) -> dict | None:
+    """Our listener's options, or None when kong-pdk's own listener must run."""
+    kong_pdk_listener = _take_option(args, "--kong-pdk-listener", False)
+    step_timeout = _take_option(args, "--step-timeout", True)
+    max_threads = _take_option(args, "--max-threads", True)
+    options: dict = {}
+    try:
+        if step_timeout is not None:
+            options["step_timeout"] = float(step_timeout)  # type: ignore[arg-type]
+            if not options["step_timeout"] > 0:
+                raise ValueError
+        if max_threads is not None:
+            options["max_threads"] = int(max_threads)  # type: ignore[arg-type]
+            if options["max_threads"] < 2:
+                raise ValueError
+    except ValueError:
+        raise SystemExit("kong-oidc-py: --step-timeout must be a positive number of seconds and "
+                         "--max-threads an integer >= 2") from None
+    if kong_pdk_listener or "-m" in args or "--multiprocessing" in args:
+        return None
+    return options
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     # set anyway (shared doc 2.7), and this silences kong-pdk's deprecation notice.
     if "--no-lua-style" not in args:
         args.append("--no-lua-style")
+    listener_options = _listener_options(args)
     sys.argv = [sys.argv[0], *args]
 
     from kong_oidc_py.edge import pdk_fixes
@@ -63,9 +113,24 @@ def main(argv: list[str] | None = None) -> None:
             # Before kong-pdk forks its -m pool, so every process records.
             metrics_server.start(metrics_settings, multiprocess=multiprocess)
 
-    from kong_pdk.cli import start_dedicated_server
+    from kong_pdk import cli
 
-    start_dedicated_server(PLUGIN_NAME, Plugin, __version__, PRIORITY, SCHEMA)
+    if listener_options is not None and not dumping:
+        from kong_oidc_py.edge.listener import listener_factory
+
+        cli.UnixStreamServer = listener_factory(**listener_options)
+    elif not dumping:
+        multiprocess = "-m" in args or "--multiprocessing" in args
+        # -m is a mode of its own (info); --kong-pdk-listener is the weaker choice (a warning,
+        # replayed to Kong once). At info under -m also because the pool processes fork after
+        # this line and would each replay a queued warning.
+        logging.getLogger("kong_oidc_py").log(
+            logging.INFO if multiprocess else logging.WARNING,
+            "kong-oidc-py: serving with kong-pdk's own listener (%s): a thread per event and a "
+            "server-wide lock until each handler's first PDK call",
+            "-m" if multiprocess else "--kong-pdk-listener")
+
+    cli.start_dedicated_server(PLUGIN_NAME, Plugin, __version__, PRIORITY, SCHEMA)
 
 
 if __name__ == "__main__":

@@ -116,7 +116,8 @@ def test_after_the_plugin_server_comes_back_requests_succeed(stack, tokens):
     assert statuses == [200] * len(statuses)
 
 
-def test_plugin_server_killed_under_traffic_never_lets_an_unverified_request_through(stack, echo, tokens):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_plugin_server_killed_under_traffic_never_lets_an_unverified_request_through(stack, echo, tokens, sig):
     emu, client = stack
     warm(emu, client, tokens["valid"])
     stop = threading.Event()
@@ -127,7 +128,7 @@ def test_plugin_server_killed_under_traffic_never_lets_an_unverified_request_thr
     def traffic(kind):
         with httpx.Client(base_url=base, timeout=30) as c:
             while not stop.is_set():
-                r = get(c, "/guarded/t", tokens[kind], f"traffic-{kind}", **{"X-User-Id": "spoofed"})
+                r = get(c, "/guarded/t", tokens[kind], f"traffic-{kind}-{sig.name}", **{"X-User-Id": "spoofed"})
                 with lock:
                     counts["sent"] += 1
                     counts["ok" if r.status_code == 200 else "denied"] += 1
@@ -147,7 +148,7 @@ def test_plugin_server_killed_under_traffic_never_lets_an_unverified_request_thr
         proc = emu.plugin_server()
         spawns = proc.spawns
         for _ in range(3):  # three deaths under traffic, each respawned by the emulator as Kong does
-            emu.kill_plugin_server()
+            emu.kill_plugin_server(sig=sig)  # Kong itself sends SIGTERM on worker exit
             emu.wait_plugin_server(spawns=spawns + 1)
             spawns += 1
             with lock:
@@ -157,9 +158,10 @@ def test_plugin_server_killed_under_traffic_never_lets_an_unverified_request_thr
         stop.set()
         for t in threads:
             t.join(30)
-    print(f"\nunder traffic: sent {counts['sent']}, 200 {counts['ok']}, denied {counts['denied']}, 3 kills")
-    assert received(echo, "traffic-invalid") == []
-    valid = received(echo, "traffic-valid")
+    print(f"\nunder traffic: sent {counts['sent']}, 200 {counts['ok']}, denied {counts['denied']}, "
+          f"3 x {signal.Signals(sig).name}")
+    assert received(echo, f"traffic-invalid-{sig.name}") == []
+    valid = received(echo, f"traffic-valid-{sig.name}")
     assert len(valid) == counts["ok"]
     assert all(header_values(r, "x-user-id") == ["user-1"] for r in valid)
 

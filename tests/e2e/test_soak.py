@@ -2,15 +2,18 @@
 that mix accepted and rejected requests; its thread count and RSS stay flat.
 
 To reach 100,000 events within the time budget the test bypasses HTTP and speaks Kong's side of
-the MessagePack RPC directly on the plugin server's socket (StartInstance once per connection,
-then HandleEvent + Step per request, answering PDK calls as Kong's bridge does and never
-answering a terminal `kong.response.exit`), from several connections at once.
+the MessagePack RPC directly on the plugin server's socket (StartInstance once, then HandleEvent
++ Step per request, answering PDK calls as Kong's bridge does and never answering a terminal
+`kong.response.exit`), from several threads sharing one LIFO connection pool as one Kong worker's
+requests do. It also reports how often a call of an event went out on another connection than
+the event's previous call, and what our listener counted (Steps migrated, handed over).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -26,21 +29,21 @@ from tests.upstream.echo import EchoUpstream
 pytestmark = pytest.mark.integration
 
 TOTAL = int(os.environ.get("SOAK_TOTAL", "100000"))
+RANDOM_TOTAL = int(os.environ.get("SOAK_RANDOM_TOTAL", "10000"))
 CONNECTIONS = 4
 WARMUP = 2_000
 KEY = rsa_key()
 
 
-class KongSide:
-    """One Kong worker connection to the plugin server: Kong's framing and step loop, nothing more."""
+class KongConn:
+    """One connection of Kong's per-worker pool: Kong's framing, one outstanding request."""
 
-    def __init__(self, path: str, config_json: str):
+    def __init__(self, path: str):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(30)
         self.sock.connect(path)
         self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
         self.msgid = 0
-        self.iid = self.call("plugin.StartInstance", {"Name": "oidc", "Config": config_json})["Id"]
 
     def call(self, method, *params):
         self.msgid += 1
@@ -54,25 +57,82 @@ class KongSide:
                 raise ConnectionError("no data")
             self.unpacker.feed(chunk)
 
-    def event(self, headers: dict) -> tuple[str, int]:
-        """One access event; ("allow", calls) or ("exit:<status>", calls)."""
-        res = self.call("plugin.HandleEvent", {"InstanceId": self.iid, "EventName": "access"})
-        calls = 0
-        while True:
-            data = res["Data"]
-            if data == "ret":
-                return "allow", calls
-            calls += 1
-            method = data["Method"]
-            if method == "kong.response.exit":
-                return f"exit:{data['Args'][0]}", calls
-            if method == "kong.request.get_headers":
-                res = self.call("plugin.StepMultiMap", {"EventId": res["EventId"], "Data": headers})
-            else:
-                res = self.call("plugin.Step", {"EventId": res["EventId"]})
-
     def close(self):
         self.sock.close()
+
+
+class KongSide:
+    """One Kong worker: its step loop over a shared LIFO keepalive pool, as mp_rpc.lua `Rpc:call`
+    takes a pooled connection per call (nginx's pool hands out the most recently returned one;
+    tests/kong_host/rpc.py). With several driver threads at once, an event's next call can get
+    a connection another event just returned, so Steps do move between connections here."""
+
+    def __init__(self, path: str, config_json: str, pool: str = "lifo"):
+        self.path = path
+        self.pool = pool
+        self.random = random.Random(0)
+        self.idle: list[KongConn] = []
+        self.all: list[KongConn] = []
+        self.lock = threading.Lock()
+        self.moved = 0  # calls of an event made on another connection than its previous call
+        self.iid = self.call("plugin.StartInstance", {"Name": "oidc", "Config": config_json})[0]["Id"]
+
+    def call(self, method, *params):
+        with self.lock:
+            conn = None
+            if self.idle:
+                at = self.random.randrange(len(self.idle)) if self.pool == "random" else -1
+                conn = self.idle.pop(at)
+        if conn is None:
+            conn = KongConn(self.path)
+            with self.lock:
+                self.all.append(conn)
+        try:
+            return conn.call(method, *params), conn
+        finally:
+            with self.lock:
+                self.idle.append(conn)
+
+    def event(self, headers: dict) -> tuple[str, int]:
+        """One access event; ("allow", calls) or ("exit:<status>", calls)."""
+        res, last = self.call("plugin.HandleEvent", {"InstanceId": self.iid, "EventName": "access"})
+        calls = moved = 0
+        try:
+            while True:
+                data = res["Data"]
+                if data == "ret":
+                    return "allow", calls
+                calls += 1
+                method = data["Method"]
+                if method == "kong.response.exit":
+                    return f"exit:{data['Args'][0]}", calls
+                if method == "kong.request.get_headers":
+                    res, conn = self.call("plugin.StepMultiMap", {"EventId": res["EventId"], "Data": headers})
+                else:
+                    res, conn = self.call("plugin.Step", {"EventId": res["EventId"]})
+                moved += conn is not last
+                last = conn
+        finally:
+            with self.lock:
+                self.moved += moved
+
+    def close(self):
+        for conn in self.all:
+            conn.close()
+
+
+def listener_stats(path: str) -> dict | None:
+    """Our listener's counters (plugin.ListenerStats); None on kong-pdk's listener."""
+    conn = KongConn(path)
+    try:
+        conn.msgid += 1
+        conn.sock.sendall(msgpack.packb([0, conn.msgid, "plugin.ListenerStats", []], use_bin_type=True))
+        while True:
+            for msg in conn.unpacker:
+                return msg[3] if msg[2] is None else None
+            conn.unpacker.feed(conn.sock.recv(65536))
+    finally:
+        conn.close()
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -85,7 +145,10 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
-def test_threads_and_memory_stay_flat_over_100k_mixed_requests(tmp_path):
+@pytest.mark.parametrize("pool,total", [("lifo", TOTAL), ("random", RANDOM_TOTAL)], ids=["kong-pool", "random-pool"])
+def test_threads_and_memory_stay_flat_over_100k_mixed_requests(tmp_path, pool, total):
+    """kong-pool: 100k events the way one Kong worker's pool hands out connections;
+    random-pool: a pool that hands out any idle connection, so Steps keep changing connection."""
     with FakeIdP() as idp, EchoUpstream() as echo:
         idp.set_keys(KEY)
         valid = KEY.sign(claims(idp.issuer, sub="user-1", scope="read"))
@@ -109,16 +172,19 @@ def test_threads_and_memory_stay_flat_over_100k_mixed_requests(tmp_path):
             conf = next(c for (name, *_), (_, c) in emu.state.combos.items() if name == "oidc")
             config_json = json.dumps(conf, separators=(",", ":"))
             pid = emu.plugin_server().pid
-            sides = [KongSide(emu.plugin_server().spec.socket, config_json) for _ in range(CONNECTIONS)]
+            socket_path = emu.plugin_server().spec.socket
+            kong_side = KongSide(socket_path, config_json, pool)
+            kong_side.idle = [KongConn(socket_path) for _ in range(CONNECTIONS * 2)] if pool == "random" else []
+            kong_side.all.extend(kong_side.idle)
             wrong: list = []
             counts = {"allow": 0, "deny": 0}
             lock = threading.Lock()
 
-            def drive(side: KongSide, n: int, offset: int) -> None:
+            def drive(n: int, offset: int) -> None:
                 local = {"allow": 0, "deny": 0}
                 for i in range(n):
                     headers, expected = mix[(i + offset) % len(mix)]
-                    got, calls = side.event(headers)
+                    got, calls = kong_side.event(headers)
                     if got != expected or calls > 6:
                         wrong.append((expected, got, calls))
                     local["allow" if got == "allow" else "deny"] += 1
@@ -128,7 +194,7 @@ def test_threads_and_memory_stay_flat_over_100k_mixed_requests(tmp_path):
 
             def run(total: int) -> float:
                 per = total // CONNECTIONS
-                threads = [threading.Thread(target=drive, args=(s, per, i)) for i, s in enumerate(sides)]
+                threads = [threading.Thread(target=drive, args=(per, i)) for i in range(CONNECTIONS)]
                 t0 = time.monotonic()
                 for t in threads:
                     t.start()
@@ -139,20 +205,29 @@ def test_threads_and_memory_stay_flat_over_100k_mixed_requests(tmp_path):
             try:
                 run(WARMUP)  # token cache, key cache, allocator arenas, kong-pdk's thread churn settle
                 before = proc_status(pid)
-                elapsed = run(TOTAL)
+                stats_before = listener_stats(socket_path)
+                moved_before = kong_side.moved
+                elapsed = run(total)
                 after = proc_status(pid)
+                stats_after = listener_stats(socket_path)
+                moved = kong_side.moved - moved_before
             finally:
-                for s in sides:
-                    s.close()
+                kong_side.close()
             # the server still serves real traffic afterwards, with the same process
             assert client.get("/api/x", headers={"Authorization": f"Bearer {valid}"}).status_code == 200
             assert emu.plugin_server().pid == pid
-    print(f"\nsoak: {TOTAL} events over {CONNECTIONS} connections in {elapsed:.1f}s "
-          f"({TOTAL / elapsed:.0f}/s); threads {before['Threads']} -> {after['Threads']}; "
+    migrated = handed = "n/a (kong-pdk listener)"
+    if stats_after is not None:
+        migrated = stats_after["steps_migrated"] - stats_before["steps_migrated"]
+        handed = stats_after["steps_handed_over"] - stats_before["steps_handed_over"]
+    print(f"\nsoak ({pool}): {total} events from {CONNECTIONS} threads over {len(kong_side.all)} connections in {elapsed:.1f}s "
+          f"({total / elapsed:.0f}/s); threads {before['Threads']} -> {after['Threads']}; "
           f"RSS {before['VmRSS'] // 1024} MB -> {after['VmRSS'] // 1024} MB; "
-          f"allowed {counts['allow']}, denied {counts['deny']}")
+          f"allowed {counts['allow']}, denied {counts['deny']}; a call on another connection than the "
+          f"event's previous one: {moved} (Kong side), Steps migrated {migrated} and handed to "
+          f"another thread {handed} (listener)")
     assert wrong == []
-    assert counts["allow"] + counts["deny"] == TOTAL + WARMUP
+    assert counts["allow"] + counts["deny"] == total + WARMUP
     assert counts["allow"] > 0 and counts["deny"] > 0
     assert abs(after["Threads"] - before["Threads"]) <= 2
     assert after["VmRSS"] - before["VmRSS"] < 30 * 1024

@@ -6,10 +6,18 @@
   anew (`ngx.socket.connect` reuses the keepalive pool), and returns it with `setkeepalive`;
 * any read failure (EOF, timeout) is the error string "no data"; a connect failure returns the
   connect error (Kong logs "trying to connect: <err>").
+
+Pool order. nginx's cosocket pool is LIFO: `setkeepalive` puts a connection at the head of the
+pool's cache queue and `connect` takes the head (lua-nginx-module src/ngx_http_lua_socket_tcp.c,
+`ngx_http_lua_socket_tcp_setkeepalive` / `ngx_http_lua_get_keepalive_peer`), so an event's next
+call normally gets the connection its previous call just returned. `pool="random"` is a test mode,
+not Kong: it hands out a random idle connection, so with several idle connections nearly every
+Step of an event arrives on a different connection than the call before it.
 """
 
 from __future__ import annotations
 
+import random
 import select
 import socket
 import threading
@@ -31,12 +39,17 @@ class RpcClient:
         *,
         read_timeout: float = 60.0,
         pool_size: int = 256,
+        pool: str = "lifo",
         on_frame: Callable[[str, Any], None] | None = None,
         log: Callable[[str, str], None] | None = None,
     ):
         self.socket_path = socket_path
         self.read_timeout = read_timeout
         self.pool_size = pool_size  # lua_socket_pool_size (kong.conf.default)
+        if pool not in ("lifo", "random"):
+            raise ValueError("pool must be 'lifo' (Kong) or 'random' (test mode)")
+        self.pool = pool
+        self._random = random.Random(0)
         self.on_frame = on_frame  # test hook: ("send"|"recv", frame)
         self.log = log or (lambda level, msg: None)
         self._msgid = 0
@@ -44,6 +57,7 @@ class RpcClient:
         self._idle: list[socket.socket] = []
         self._closed = False
         self.connects = 0  # how many new connections were opened (a count for tests)
+        self.last_conn: socket.socket | None = None  # the connection the latest call used (tests)
 
     def _next_msgid(self) -> int:
         with self._lock:
@@ -55,13 +69,19 @@ class RpcClient:
             with self._lock:
                 if not self._idle:
                     break
-                s = self._idle.pop()
+                if self.pool == "random":
+                    s = self._idle.pop(self._random.randrange(len(self._idle)))
+                else:
+                    s = self._idle.pop()
             # nginx drops an idle keepalive connection as soon as the peer closes it
             # (ngx_http_lua_socket_keepalive_close_handler), so a dead one is never reused.
             r, _, _ = select.select([s], [], [], 0)
             if not r:
                 return s
             s.close()
+        return self._connect()
+
+    def _connect(self) -> socket.socket:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.connect(self.socket_path)
@@ -74,6 +94,16 @@ class RpcClient:
         with self._lock:
             self.connects += 1
         return s
+
+    def warm(self, n: int) -> None:
+        """Open connections until n are idle in the pool (as after n concurrent calls)."""
+        opened = []
+        with self._lock:
+            need = n - len(self._idle)
+        for _ in range(max(0, need)):
+            opened.append(self._connect())
+        for s in opened:
+            self._put_conn(s)
 
     def _put_conn(self, s: socket.socket) -> None:
         with self._lock:
@@ -88,6 +118,7 @@ class RpcClient:
         if self.on_frame:
             self.on_frame("send", frame)
         s = self._get_conn()
+        self.last_conn = s
         try:
             s.settimeout(self.read_timeout)
             # Lua strings are bytes: surrogate-escaped str goes out as the original bytes, as Kong sends them.

@@ -22,8 +22,18 @@ PLUGIN_SCRIPT = Path(sys.executable).parent / "kong-oidc-py"
 GUARD_GROUP = "oidc:verified"
 
 
+def listener_args() -> str:
+    """OIDC_TEST_LISTENER=kong-pdk runs every stack on kong-pdk 0.36's own listener (the
+    `--kong-pdk-listener` flag) instead of ours, so the whole suite can check both."""
+    choice = os.environ.get("OIDC_TEST_LISTENER", "ours")
+    if choice not in ("ours", "kong-pdk"):
+        raise RuntimeError(f"OIDC_TEST_LISTENER must be 'ours' or 'kong-pdk', not {choice!r}")
+    return "--kong-pdk-listener" if choice == "kong-pdk" else ""
+
+
 def oidc_spec(prefix: str, *, extra_args: str = "") -> PluginServerSpec:
     """Our plugin server, registered the way the Dockerfile registers it with real Kong."""
+    extra_args = f"{listener_args()} {extra_args}".strip()
     if not PLUGIN_SCRIPT.exists():
         raise RuntimeError(f"{PLUGIN_SCRIPT} missing: run `make install` (pip install -e .)")
     return PluginServerSpec(

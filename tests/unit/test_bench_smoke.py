@@ -18,7 +18,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 def _run(name: str) -> dict:
     proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), "--quick", "--json"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -40,6 +40,8 @@ def test_pdk_bench_runs():
     out = _run("pdk")
     assert out["rtt"]["pdk_call_rtt_us"] is not None
     assert out["paths"]["bearer_accepted"]["pdk_calls"] >= 1
+    assert {"empty_event_over_floor", "bearer_event_over_floor", "throughput_8conns_ours_over_kong_pdk"} <= out["ratios"].keys()
+    assert out["listener"]["latency_us"]["floor_round_trip"] > 0
 
 
 @pytest.mark.skipif(not Path("/usr/bin/wrk").exists(), reason="wrk not installed")

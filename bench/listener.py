@@ -1,0 +1,304 @@
+"""Listener cost, side by side in one run: the Python msgpack floor, kong-pdk 0.36's own listener
+and ours (edge/listener.py).
+
+    .venv/bin/python bench/listener.py [--json] [--quick]      (bench/pdk.py includes it)
+
+Kong's side is a lean client in this process speaking mp_rpc.lua's framing over one Unix-socket
+connection per Kong "worker" (persistent, as Kong's keepalive pool keeps it). Servers, each its
+own process:
+  floor        bench/floor_server.py: a msgpack round trip served on the connection's thread
+  bench/ours   bench/listener_server.py: handler makes `calls` x kong.request.get_method
+  bench/kpdk   the same with --kong-pdk-listener
+  oidc/ours    kong-oidc-py (our real plugin server), bearer allow with an identity header:
+               HandleEvent + get_headers, get_path, set_headers, ctx.shared.set, set_serialize_value
+  oidc/kpdk    the same with --kong-pdk-listener
+Latency: one connection, events one at a time, per-event wall time, median per round; rounds
+alternate the order of the targets; figures are the median of the round medians.
+Throughput: 8 client processes, one connection each, events back to back for a fixed time.
+Ratios: empty event / one floor round trip; bearer event / ((1 + its PDK calls) floor round
+trips); 8-connection bearer throughput ours / kong-pdk's. `n_call_event` is the bench plugin
+making as many PDK calls as the bearer event: the same round trips without the plugin's work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Iterator
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import PLUGIN_SCRIPT, PY, ROOT, bench_main  # noqa: E402
+
+import msgpack  # noqa: E402
+
+from tests.support.fake_idp import FakeIdP  # noqa: E402
+from tests.support.keys import claims, rsa_key  # noqa: E402
+
+BEARER_PATH = ["kong.request.get_headers", "kong.request.get_path", "kong.service.request.set_headers",
+               "kong.ctx.shared.set", "kong.log.set_serialize_value"]
+BEARER_CALLS = len(BEARER_PATH)
+
+
+class Driver:
+    """Kong's side on one connection (mp_rpc.lua `Rpc:call` framing, one request at a time)."""
+
+    def __init__(self, path: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.packer = msgpack.Packer(use_bin_type=True)
+        self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        self.msgid = 0
+
+    def call(self, method: str, param: Any) -> Any:
+        self.msgid += 1
+        self.sock.sendall(self.packer.pack([0, self.msgid, method, [param]]))
+        while True:
+            for msg in self.unpacker:
+                if msg[2] is not None:
+                    raise RuntimeError(msg[2])
+                return msg[3]
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("no data")
+            self.unpacker.feed(chunk)
+
+    def event(self, iid: int, headers: dict | None = None) -> list[str]:
+        res = self.call("plugin.HandleEvent", {"InstanceId": iid, "EventName": "access"})
+        calls = []
+        while res["Data"] != "ret":
+            method = res["Data"]["Method"]
+            calls.append(method)
+            if method == "kong.request.get_headers":
+                res = self.call("plugin.StepMultiMap", {"EventId": res["EventId"], "Data": headers})
+            elif method == "kong.request.get_method":
+                res = self.call("plugin.Step", {"EventId": res["EventId"], "Data": "GET"})
+            elif method in ("kong.response.exit", "kong.response.error"):
+                raise RuntimeError(f"event ended with {res['Data']}")
+            else:
+                res = self.call("plugin.Step", {"EventId": res["EventId"]})
+        return calls
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _wait_socket(path: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(path)
+            return
+        time.sleep(0.05)
+    raise TimeoutError(path)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def servers(work: str) -> Iterator[tuple[dict[str, str], dict[str, int]]]:
+    cmds = {
+        "floor": [PY, str(ROOT / "bench" / "floor_server.py"), os.path.join(work, "floor.socket")],
+        "bench/ours": [PY, str(ROOT / "bench" / "listener_server.py"), "--kong-prefix", work,
+                       "--socket-name", "bench-ours.socket"],
+        "bench/kpdk": [PY, str(ROOT / "bench" / "listener_server.py"), "--kong-prefix", work,
+                       "--socket-name", "bench-kpdk.socket", "--kong-pdk-listener"],
+        "oidc/ours": [str(PLUGIN_SCRIPT), "--kong-prefix", work, "--socket-name", "oidc-ours.socket"],
+        "oidc/kpdk": [str(PLUGIN_SCRIPT), "--kong-prefix", work, "--socket-name", "oidc-kpdk.socket",
+                      "--kong-pdk-listener"],
+    }
+    paths = {"floor": cmds["floor"][-1]}
+    paths.update({k: os.path.join(work, v[v.index("--socket-name") + 1]) for k, v in cmds.items() if k != "floor"})
+    procs = []
+    try:
+        for name, cmd in cmds.items():
+            procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+        for proc, name in zip(procs, cmds):
+            _wait_socket(paths[name], proc)
+        yield paths, {name: proc.pid for proc, name in zip(procs, cmds)}
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _start(driver: Driver, name: str, config: dict) -> int:
+    return driver.call("plugin.StartInstance", {"Name": name, "Config": json.dumps(config)})["Id"]
+
+
+def _tput_worker(path: str, iid: int, headers: dict | None, start_at: float, duration: float, out: Any) -> None:
+    driver = Driver(path)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    n = 0
+    end = start_at + duration
+    while time.time() < end:
+        driver.event(iid, headers)
+        n += 1
+    driver.close()
+    out.put(n)
+
+
+def throughput(path: str, iid: int, headers: dict | None, conns: int, duration: float) -> float:
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    start_at = time.time() + 0.5
+    procs = [ctx.Process(target=_tput_worker, args=(path, iid, headers, start_at, duration, out)) for _ in range(conns)]
+    for p in procs:
+        p.start()
+    total = sum(out.get(timeout=duration + 60) for _ in procs)
+    for p in procs:
+        p.join(10)
+    return total / duration
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
+
+
+def run(quick: bool) -> dict:
+    rounds = 2 if quick else 7
+    per_round = 100 if quick else 1500
+    tput_rounds = 1 if quick else 3
+    tput_seconds = 1.0 if quick else 3.0
+    key = rsa_key("bench-rsa")
+    work = tempfile.mkdtemp(prefix="bench-listener-")
+    with FakeIdP() as idp, servers(work) as (paths, pids):
+        idp.set_keys(key)
+        token = key.sign(claims(idp.issuer, lifetime=3600, sub="user-1"))
+        headers = {"authorization": [f"Bearer {token}"], "x-user-id": ["spoofed"]}
+        oidc_cfg = {"issuer": idp.issuer, "upstream_headers_claims": ["sub"], "upstream_headers_names": ["X-User-Id"]}
+        drivers = {name: Driver(path) for name, path in paths.items()}
+        targets: dict[str, Any] = {}
+        for side in ("ours", "kpdk"):
+            d = drivers[f"bench/{side}"]
+            empty, one = _start(d, "bench", {"calls": 0}), _start(d, "bench", {"calls": 1})
+            targets[f"{side}_empty_event"] = (lambda d=d, i=empty: d.event(i))
+            targets[f"{side}_one_call_event"] = (lambda d=d, i=one: d.event(i))
+            n_calls = _start(d, "bench", {"calls": BEARER_CALLS})
+            targets[f"{side}_n_call_event"] = (lambda d=d, i=n_calls: d.event(i))
+            o = drivers[f"oidc/{side}"]
+            bearer = _start(o, "oidc", oidc_cfg)
+            for _ in range(20):  # discovery + JWKS fetch, token cache
+                calls = o.event(bearer, headers)
+            assert calls == BEARER_PATH, calls
+            targets[f"{side}_bearer_event"] = (lambda o=o, i=bearer: o.event(i, headers))
+            targets[f"{side}_bearer_iid"] = bearer
+        floor = drivers["floor"]
+        targets["floor_round_trip"] = lambda: floor.call("plugin.Step", {"EventId": 1, "Data": "GET"})
+        timed = [k for k in targets if not k.endswith("_iid")]
+        server_of = {k: ("floor" if k.startswith("floor") else
+                         ("oidc/" if "bearer" in k else "bench/") + k.split("_", 1)[0]) for k in timed}
+        samples: dict[str, list[float]] = {k: [] for k in timed}
+        cpu: dict[str, float] = dict.fromkeys(timed, 0.0)
+        for r in range(rounds):
+            for name in (timed if r % 2 == 0 else timed[::-1]):
+                fn = targets[name]
+                pid = pids[server_of[name]]
+                times = []
+                c0 = cpu_seconds(pid)
+                for _ in range(per_round):
+                    t0 = time.perf_counter()
+                    fn()
+                    times.append(time.perf_counter() - t0)
+                cpu[name] += cpu_seconds(pid) - c0
+                samples[name].append(statistics.median(times) * 1e6)
+        tput: dict[str, list[float]] = {"ours_bearer_8conns": [], "kpdk_bearer_8conns": []}
+        tput_cpu: dict[str, float] = {}
+        for r in range(tput_rounds):
+            for side in (("ours", "kpdk") if r % 2 == 0 else ("kpdk", "ours")):
+                pid = pids[f"oidc/{side}"]
+                c0 = cpu_seconds(pid)
+                rate = throughput(paths[f"oidc/{side}"], targets[f"{side}_bearer_iid"], headers, 8, tput_seconds)
+                tput[f"{side}_bearer_8conns"].append(rate)
+                tput_cpu[side] = tput_cpu.get(side, 0.0) + (cpu_seconds(pid) - c0) / (rate * tput_seconds)
+        for d in drivers.values():
+            d.close()
+    load = os.getloadavg()
+    us = {k: statistics.median(v) for k, v in samples.items()}
+    cpu_us = {k: v / (rounds * per_round) * 1e6 for k, v in cpu.items()}
+    rps = {k: statistics.median(v) for k, v in tput.items()}
+    floor_us = us["floor_round_trip"]
+    ratios = {
+        "empty_event_over_floor": us["ours_empty_event"] / floor_us,
+        "bearer_event_over_floor": us["ours_bearer_event"] / ((1 + BEARER_CALLS) * floor_us),
+        "one_call_event_over_floor": us["ours_one_call_event"] / (2 * floor_us),
+        "throughput_8conns_ours_over_kong_pdk": rps["ours_bearer_8conns"] / rps["kpdk_bearer_8conns"],
+        "kong_pdk_bearer_event_over_ours": us["kpdk_bearer_event"] / us["ours_bearer_event"],
+        "n_call_event_over_floor": us["ours_n_call_event"] / ((1 + BEARER_CALLS) * floor_us),
+    }
+    # Server CPU time per event: what the listener costs, insensitive to how long the scheduler
+    # of a shared machine keeps a woken process waiting (wall-clock latency is not).
+    # (CPU time is counted in clock ticks, 10 ms: --quick runs are too short to resolve it.)
+    cpu_floor = cpu_us["floor_round_trip"]
+    cpu_ratios = {
+        "empty_event_over_floor": _ratio(cpu_us["ours_empty_event"], cpu_floor),
+        "n_call_event_over_floor": _ratio(cpu_us["ours_n_call_event"], (1 + BEARER_CALLS) * cpu_floor),
+        "bearer_event_over_floor": _ratio(cpu_us["ours_bearer_event"], (1 + BEARER_CALLS) * cpu_floor),
+        "kong_pdk_bearer_event_over_ours": _ratio(cpu_us["kpdk_bearer_event"], cpu_us["ours_bearer_event"]),
+        "kong_pdk_bearer_8conns_over_ours": _ratio(tput_cpu["kpdk"], tput_cpu["ours"]),
+    }
+    targets_met = {
+        "empty_event_over_floor <= 1.5": ratios["empty_event_over_floor"] <= 1.5,
+        "bearer_event_over_floor <= 1.5": ratios["bearer_event_over_floor"] <= 1.5,
+        "throughput_8conns_ours_over_kong_pdk >= 4": ratios["throughput_8conns_ours_over_kong_pdk"] >= 4,
+    }
+    return {
+        "latency_us": us,
+        "latency_us_rounds": {k: [round(x, 1) for x in v] for k, v in samples.items()},
+        "throughput_rps": rps,
+        "throughput_rps_rounds": {k: [round(x) for x in v] for k, v in tput.items()},
+        "ratios": ratios,
+        "server_cpu_us_per_event": cpu_us,
+        "server_cpu_us_per_event_8conns": {k: v / tput_rounds * 1e6 for k, v in tput_cpu.items()},
+        "cpu_ratios": cpu_ratios,
+        "targets_met": targets_met,
+        "bearer_round_trips": 1 + BEARER_CALLS,
+        "load_average_after": [round(x, 2) for x in load],
+        "method": f"1 connection, {per_round} events per target per round, median per round, median of {rounds} "
+                  f"rounds (order alternating); throughput: 8 client processes x {tput_seconds:g}s, median of "
+                  f"{tput_rounds} rounds",
+    }
+
+
+def show(report: dict) -> None:
+    for k, v in report["latency_us"].items():
+        print(f"  {k:28} {v:8.1f} us   rounds {report['latency_us_rounds'][k]}")
+    for k, v in report["throughput_rps"].items():
+        print(f"  {k:28} {v:8.0f} events/s   rounds {report['throughput_rps_rounds'][k]}")
+    for k, v in report["server_cpu_us_per_event"].items():
+        print(f"  cpu {k:24} {v:8.1f} us per event (server process)")
+    for k, v in report["ratios"].items():
+        print(f"  {k:40} {v:6.2f}")
+    for k, v in report["cpu_ratios"].items():
+        print(f"  cpu {k:36} " + ("n/a" if v is None else f"{v:6.2f}"))
+    print(f"  targets met: {report['targets_met']}; load average after {report['load_average_after']}")
+    print(f"  {report['method']}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return bench_main(argv, __doc__, run, show)
+
+
+if __name__ == "__main__":
+    main()

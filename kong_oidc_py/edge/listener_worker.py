@@ -1,0 +1,131 @@
+"""A worker thread of our listener (edge/listener.py): a thread with a doorbell.
+
+It runs jobs the listener gives it (reading one connection, or one event on a pooled thread)
+and, inside a PDK call, waits for the event's next Step. The wait must wake on either of two
+sources without timed polling: a Step on the connection this thread reads, or a Step another
+thread read and left in the event's mailbox. So the thread poll(2)s its connection and its
+eventfd together; a mailbox delivery writes the eventfd (`ring`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING
+
+from kong_oidc_py.edge.rpc_channel import Conn, Event, ProtocolError, StepTimeout
+
+if TYPE_CHECKING:
+    from kong_oidc_py.edge.listener import Listener
+
+log = logging.getLogger("kong_oidc_py.listener")
+
+
+def _where(exc: BaseException) -> str:
+    """The stack and the exception type, never its message: it may quote a header or a token."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    return f"{frames}{type(exc).__module__}.{type(exc).__qualname__} (message withheld)"
+
+
+class Worker:
+    """A thread with a doorbell. It runs jobs: reading a connection, or one pooled event."""
+
+    def __init__(self, listener: "Listener"):
+        self.listener = listener
+        self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.poller = select.poll()
+        self.poller.register(self.wake_fd, select.POLLIN)
+        self.conn: Conn | None = None
+        self.job: tuple | None = None
+        self._fd_lock = threading.Lock()  # a late ring must never write into a reused fd number
+        self.thread = threading.Thread(target=self._main, name="oidc-listener-worker", daemon=True)
+
+    def ring(self) -> None:
+        with self._fd_lock:
+            if self.wake_fd >= 0:
+                os.eventfd_write(self.wake_fd, 1)
+
+    def _drain(self) -> None:
+        try:
+            os.eventfd_read(self.wake_fd)
+        except BlockingIOError:
+            pass
+
+    def _main(self) -> None:
+        pool = self.listener
+        try:
+            while True:
+                job, self.job = self.job, None
+                if job is not None:
+                    try:
+                        job[0](self, *job[1:])
+                    except Exception as exc:  # noqa: BLE001 - a worker must survive any job
+                        log.error("listener: job failed:\n%s", _where(exc))
+                if not pool._park(self):
+                    return
+        finally:
+            with self._fd_lock:
+                fd, self.wake_fd = self.wake_fd, -1
+            os.close(fd)
+
+    def wait_job(self, ttl: float) -> bool:
+        """Idle: wait for the doorbell; False when nothing came within `ttl`."""
+        ready = self.poller.poll(ttl * 1000)
+        if ready:
+            self._drain()
+        return bool(ready)
+
+    # -- connection ownership -------------------------------------------------------------------
+    def own(self, conn: Conn) -> None:
+        self.conn = conn
+        self.poller.register(conn.fd, select.POLLIN)
+
+    def release(self) -> Conn | None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self.poller.unregister(conn.fd)
+        return conn
+
+    # -- the wait inside a PDK call ---------------------------------------------------------------
+    def wait_step(self, event: Event) -> tuple:
+        """Event.get's wait: the next Step for `event`, from our connection or our mailbox.
+
+        No complete message is ever left buffered here: Kong has one request per connection
+        outstanding, and the serve loop reads exactly that one before a handler runs."""
+        listener = self.listener
+        deadline = time.monotonic() + listener.step_timeout
+        while True:
+            if event.slot is not None:
+                item = event.take()
+                if item is not None:
+                    if self.conn is not None and item[0] is not self.conn:
+                        # Kong sent this Step over another connection, so ours is back in its
+                        # pool: let another worker read it while this thread runs handler code.
+                        listener._migrated(self)
+                    return item
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                listener._count("step_timeouts")
+                event.end("after a step timeout")
+                raise StepTimeout(f"event {event.id}: no step from Kong within {listener.step_timeout:g}s")
+            conn = self.conn
+            for fd, _ in self.poller.poll(remaining * 1000):
+                if fd == self.wake_fd:
+                    self._drain()
+                elif conn is not None and fd == conn.fd:
+                    try:
+                        if not conn.fill():
+                            listener._drop(self)
+                            continue
+                        for msg in conn.unpacker:
+                            own = listener._dispatch(self, conn, msg, event)
+                            if own is not None:
+                                return own
+                    except (ProtocolError, ValueError, OSError) as exc:
+                        # the connection broke, not this event: stop reading it and keep waiting
+                        log.warning("listener: dropping a connection (%s)", type(exc).__name__)
+                        listener._drop(self)
