@@ -257,6 +257,33 @@ OPTIONS: tuple[Option, ...] = (
          default=2000, between=(1, 60000), ko="session_redis_connect_timeout"),
     _opt("session_redis_read_timeout", "integer", "Redis read timeout in milliseconds.",
          default=2000, between=(1, 60000), ko="session_redis_read_timeout"),
+    _opt("session_redis_ssl", "boolean", "Connect to Redis (and Sentinels) over TLS.", default=False,
+         ko="session_redis_ssl"),
+    _opt("session_redis_ssl_verify", "boolean", "Verify the Redis server certificate and host name "
+         "against the system CA store (the plugin server's SSL_CERT_FILE). Unlike Kong Enterprise, "
+         "on by default; false logs a warning.", default=True, ko="session_redis_ssl_verify"),
+    _opt("session_redis_server_name", "string", "TLS server name (SNI, and the name verified) when it "
+         "differs from session_redis_host. Standalone Redis only.", ko="session_redis_server_name"),
+    _opt("session_redis_cluster_nodes", "array", "Redis Cluster startup nodes; setting them selects "
+         "Cluster mode (database must be 0).", elements=Option("", "record", fields=(
+             _opt("ip", "string", "Node host or IP address.", required=True),
+             _opt("port", "integer", "Node port.", default=6379, between=(1, 65535)),
+         )), len_min=1, ko="session_redis_cluster_nodes"),
+    _opt("session_redis_cluster_max_redirections", "integer", "MOVED/ASK redirections followed per "
+         "Redis Cluster command.", default=5, between=(1, 100), ko="session_redis_cluster_max_redirections"),
+    _opt("session_redis_sentinel_master", "string", "Sentinel master name; setting it selects Sentinel "
+         "mode (with session_redis_sentinel_nodes).", ko="redis.sentinel_master"),
+    _opt("session_redis_sentinel_role", "string", "Sentinel role to connect to. Only master: sessions "
+         "and revocations must be read where they are written.", default="master", one_of=("master",),
+         ko="redis.sentinel_role"),
+    _opt("session_redis_sentinel_nodes", "array", "Sentinel addresses.", elements=Option("", "record", fields=(
+             _opt("host", "string", "Sentinel host or IP address.", required=True),
+             _opt("port", "integer", "Sentinel port.", default=26379, between=(1, 65535)),
+         )), len_min=1, ko="redis.sentinel_nodes"),
+    _opt("session_redis_sentinel_username", "string", "ACL username for the Sentinels.",
+         ko="redis.sentinel_username"),
+    _opt("session_redis_sentinel_password", "string", "Password for the Sentinels.", secret=True,
+         ko="redis.sentinel_password"),
     _opt("refresh_tokens", "boolean", "Use the refresh token to renew an expired session access "
          "token.", default=True, ko="refresh_tokens"),
     _opt("logout_uri_suffix", "string", "Request path suffix that logs the session out.",
@@ -375,6 +402,16 @@ class PluginConfig:
     session_redis_prefix: str
     session_redis_connect_timeout: int
     session_redis_read_timeout: int
+    session_redis_ssl: bool
+    session_redis_ssl_verify: bool
+    session_redis_server_name: str | None
+    session_redis_cluster_nodes: tuple[Mapping[str, Any], ...] | None
+    session_redis_cluster_max_redirections: int
+    session_redis_sentinel_master: str | None
+    session_redis_sentinel_role: str
+    session_redis_sentinel_nodes: tuple[Mapping[str, Any], ...] | None
+    session_redis_sentinel_username: str | None
+    session_redis_sentinel_password: str | None = field(repr=False)
     refresh_tokens: bool
     logout_uri_suffix: str | None
     logout_methods: tuple[str, ...]
@@ -640,11 +677,32 @@ def _check_cross_fields(v: dict[str, Any]) -> None:
         if v[name] is not None and not _TOKEN_RE.match(v[name]):
             raise ConfigError(name, "is not a valid cookie name (RFC 6265 token)")
 
+    _check_redis(v)
+
     policy_names: set[str] = set()
     for i, policy in enumerate(v["policies"]):
         if policy.name in policy_names:
             raise ConfigError(f"policies[{i}].name", f"duplicate policy name {policy.name!r}")
         policy_names.add(policy.name)
+
+
+def _check_redis(v: dict[str, Any]) -> None:
+    """Which Redis topology: standalone (host/port), Sentinel or Cluster, never two at once."""
+    cluster, master, sentinels = (v["session_redis_cluster_nodes"], v["session_redis_sentinel_master"],
+                                  v["session_redis_sentinel_nodes"])
+    if cluster and (master or sentinels):
+        raise ConfigError("session_redis_cluster_nodes", "Cluster and Sentinel are exclusive: set one of "
+                          "session_redis_cluster_nodes or session_redis_sentinel_master/nodes")
+    if bool(master) != bool(sentinels):
+        missing = "session_redis_sentinel_nodes" if master else "session_redis_sentinel_master"
+        raise ConfigError(missing, "Sentinel mode needs both session_redis_sentinel_master and session_redis_sentinel_nodes")
+    if cluster and v["session_redis_database"] != 0:
+        raise ConfigError("session_redis_database", "must be 0 with session_redis_cluster_nodes (Redis Cluster has one database)")
+    if v["session_redis_server_name"] and not v["session_redis_ssl"]:
+        raise ConfigError("session_redis_server_name", "only applies with session_redis_ssl true")
+    if v["session_redis_server_name"] and (cluster or master):
+        raise ConfigError("session_redis_server_name", "applies to a standalone Redis only (Cluster and Sentinel "
+                          "verify the names the topology announces)")
 
 
 def parse_config(raw: Mapping[str, Any]) -> PluginConfig:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -32,7 +34,15 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    """`extra_args` go after ours (later wins in redis-server), e.g. ACL users, TLS, cluster mode.
+    `tls` = (cert, key, ca) files: the server then listens with TLS only on `port`.
+    `sentinel_of` = (master name, master port): run as a Sentinel monitoring that master."""
+
+    def __init__(self, extra_args: tuple[str, ...] = (), tls: tuple[str, str, str] | None = None,
+                 sentinel_of: tuple[str, int] | None = None) -> None:
+        self.extra_args = tuple(extra_args)
+        self.tls = tls
+        self.sentinel_of = sentinel_of
         binary = find_redis_server()
         if binary is None:
             pytest.fail(
@@ -51,11 +61,25 @@ class RedisServer:
         last_error = ""
         for _ in range(3):  # a port picked as free can be taken before redis binds it
             self.port = free_port()
-            self._proc = subprocess.Popen(
-                [
-                    self.binary,
+            head: list[str] = [self.binary]
+            if self.sentinel_of is not None:
+                # A Sentinel rewrites its config file: it needs its own writable one.
+                conf = os.path.join(self._dir, "sentinel.conf")
+                name, master_port = self.sentinel_of
+                with open(conf, "w", encoding="utf-8") as f:
+                    f.write(f"sentinel monitor {name} 127.0.0.1 {master_port} 2\n"
+                            f"sentinel down-after-milliseconds {name} 1000\n"
+                            f"sentinel failover-timeout {name} 4000\n")
+                head += [conf, "--sentinel"]
+            ports = ["--port", str(self.port)]
+            if self.tls is not None:
+                cert, key, ca = self.tls
+                ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert,
+                         "--tls-key-file", key, "--tls-ca-cert-file", ca, "--tls-auth-clients", "no"]
+            self._argv = [
+                    *head,
                     "--bind", self.host,
-                    "--port", str(self.port),
+                    *ports,
                     "--save", "",
                     "--appendonly", "no",
                     "--dir", self._dir,
@@ -63,10 +87,9 @@ class RedisServer:
                     "--protected-mode", "yes",
                     "--loglevel", "warning",
                     "--logfile", os.path.join(self._dir, "redis.log"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+                    *self.extra_args,
+                ]
+            self._proc = subprocess.Popen(self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if self._wait_ready(timeout):
                 return self
             last_error = self._log_tail()
@@ -80,9 +103,15 @@ class RedisServer:
             if self._proc is not None and self._proc.poll() is not None:
                 return False
             try:
-                with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                with socket.create_connection((self.host, self.port), timeout=0.5) as raw:
+                    s = raw
+                    if self.tls is not None:
+                        ctx = ssl.create_default_context(cafile=self.tls[2])
+                        ctx.check_hostname = False
+                        s = ctx.wrap_socket(raw)
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    # -NOAUTH: up, and protected by a password (ACL tests).
+                    if s.recv(16)[:6] in (b"+PONG\r", b"-NOAUT"):
                         return True
             except OSError:
                 pass
@@ -105,6 +134,19 @@ class RedisServer:
                 self._proc.kill()
                 self._proc.wait(timeout=5)
         self._proc = None
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Start again on the same port (empty: no persistence), after `crash` or `stop`."""
+        self._kill()
+        self._proc = subprocess.Popen(self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not self._wait_ready(timeout):
+            pytest.fail(f"redis-server did not restart: {self._log_tail()}", pytrace=False)
+
+    def crash(self) -> None:
+        """SIGKILL, as a machine loss looks to clients (no goodbye, no save)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait(timeout=5)
 
     def stop(self) -> None:
         self._kill()

@@ -114,7 +114,8 @@ def test_named_top_level_fields_all_have_descriptions():
 
 def test_secrets_are_encrypted_and_referenceable():
     flagged = {name for entry in SCHEMA for name, spec in entry.items() if spec.get("encrypted")}
-    assert flagged == SECRET_OPTIONS == {"client_secret", "session_secret", "hmac_secret", "session_redis_password"}
+    assert flagged == SECRET_OPTIONS == {"client_secret", "session_secret", "hmac_secret", "session_redis_password",
+                                         "session_redis_sentinel_password"}
 
 
 def test_schema_is_plain_json():

@@ -17,7 +17,6 @@ Authorization (login round-trip) cookies are always cookie-stored: `Authorizatio
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -41,6 +40,7 @@ from kong_oidc_py.browser.session.cookie import (
 from kong_oidc_py.browser.session.crypto import Box, DecryptError, Purpose, b64url_decode, b64url_encode, derive_key, dumps_compact, fingerprint
 from kong_oidc_py.browser.session.locks import LocalLocks, LockTimeout, RedisLock, SessionStoreError, StoreUnavailable
 from kong_oidc_py.browser.session.model import KEY_BYTES, AuthorizationState, Session
+from kong_oidc_py.shared_state.redis_client import KeySpace, RedisGuard, RedisSettings, make_redis_client
 
 log = logging.getLogger("kong_oidc_py")
 
@@ -70,19 +70,6 @@ class SessionTooLarge(SessionStoreError):
 
 
 # -- settings ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RedisSettings:
-    host: str = "127.0.0.1"
-    port: int = 6379
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    database: int = 0
-    prefix: str = "oidc"
-    connect_timeout_ms: int = 2000
-    read_timeout_ms: int = 2000
-    max_connections: int = 64
 
 
 @dataclass(frozen=True)
@@ -149,16 +136,7 @@ class SessionSettings:
             text = str(err)
             fname = "session_cookie_path" if "path" in text else "session_cookie_domain" if "domain" in text else "session_cookie_samesite"
             raise ConfigError(fname, text) from None
-        redis = RedisSettings(
-            host=opt("session_redis_host", "127.0.0.1"),
-            port=int(opt("session_redis_port", 6379)),
-            username=getattr(config, "session_redis_username", None) or None,
-            password=getattr(config, "session_redis_password", None) or None,
-            database=int(opt("session_redis_database", 0)),
-            prefix=opt("session_redis_prefix", "oidc"),
-            connect_timeout_ms=int(opt("session_redis_connect_timeout", 2000)),
-            read_timeout_ms=int(opt("session_redis_read_timeout", 2000)),
-        )
+        redis = RedisSettings.from_config(config)
         timeout_ms = int(opt("timeout", 10000))
         return cls(
             secrets=tuple([secret] if secret else []) + tuple(old_secrets),
@@ -316,28 +294,6 @@ class CookieStore(_CookieBase):
 # -- redis storage -----------------------------------------------------------------------------
 
 
-def make_redis_client(cfg: RedisSettings) -> Any:
-    """A redis-py client on a bounded, blocking pool; no retries (an outage fails fast)."""
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    connect_s = cfg.connect_timeout_ms / 1000.0
-    pool = redis.BlockingConnectionPool(
-        host=cfg.host,
-        port=cfg.port,
-        username=cfg.username,
-        password=cfg.password,
-        db=cfg.database,
-        socket_connect_timeout=connect_s,
-        socket_timeout=cfg.read_timeout_ms / 1000.0,
-        retry=Retry(NoBackoff(), 0),
-        max_connections=cfg.max_connections,
-        timeout=connect_s,  # waiting for a free pooled connection is bounded too
-    )
-    return redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
-
-
 class RedisStore(_CookieBase):
     """Tokens in Redis, sealed with a per-session key that only the cookie carries."""
 
@@ -345,31 +301,25 @@ class RedisStore(_CookieBase):
 
     def __init__(self, settings: SessionSettings, client: Any = None) -> None:
         super().__init__(settings)
-        import redis.exceptions
-
-        self._errors = (redis.exceptions.RedisError, OSError)
+        if settings.redis.ssl and not settings.redis.ssl_verify:
+            log.warning("oidc: session_redis_ssl_verify is false: the Redis server is not authenticated, "
+                        "anyone on the path can read and forge sessions")
         self.client = client if client is not None else make_redis_client(settings.redis)
-        self._id_key = derive_key(settings.secrets[0], Purpose.REDIS_ID)
+        self.guard = RedisGuard(self.client, settings.redis, component="session store",
+                                error=lambda reason, detail: StoreUnavailable(detail, reason))
+        self.keys = KeySpace(settings.redis.prefix, derive_key(settings.secrets[0], Purpose.REDIS_ID))
 
-    # names ------------------------------------------------------------------------------
-
-    def _digest(self, session_id: str) -> str:
-        return hmac.new(self._id_key, session_id.encode("utf-8"), hashlib.sha256).hexdigest()[:40]
+    # names: a session's record and lock share one hash tag (one Cluster slot) ------------
 
     def redis_key(self, session_id: str) -> str:
-        return f"{self.settings.redis.prefix}:session:{self._digest(session_id)}"
+        return self.keys.key("s", session_id, "session")
 
     def lock_key(self, session_id: str) -> str:
-        return f"{self.settings.redis.prefix}:lock:{self._digest(session_id)}"
-
-    # redis calls: every failure becomes StoreUnavailable ---------------------------------
+        return self.keys.key("s", session_id, "lock")
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except self._errors as err:
-            log.warning("oidc: session store %s failed: %s", what, type(err).__name__)
-            raise StoreUnavailable(f"{what}: {type(err).__name__}") from None
+        """Every Redis failure becomes StoreUnavailable with a reason (redis_timeout, ...)."""
+        return self.guard.call(what, fn, *args, **kwargs)
 
     # the store --------------------------------------------------------------------------
 
