@@ -284,6 +284,9 @@ OPTIONS: tuple[Option, ...] = (
          ko="redis.sentinel_username"),
     _opt("session_redis_sentinel_password", "string", "Password for the Sentinels.", secret=True,
          ko="redis.sentinel_password"),
+    _opt("session_revocation_redis", "boolean", "With session_storage cookie: record logged-out "
+         "sessions in Redis (session_redis_* options) and check every request against them, so a "
+         "copied cookie stops working on every node. Redis storage always revokes.", default=False),
     _opt("refresh_tokens", "boolean", "Use the refresh token to renew an expired session access "
          "token.", default=True, ko="refresh_tokens"),
     _opt("logout_uri_suffix", "string", "Request path suffix that logs the session out.",
@@ -291,6 +294,10 @@ OPTIONS: tuple[Option, ...] = (
     _opt("logout_methods", "array", "HTTP methods accepted for logout.",
          elements=_str(one_of=("GET", "POST", "DELETE")), default=("POST", "DELETE"), len_min=1,
          ko="logout_methods"),
+    _opt("backchannel_logout_uri_suffix", "string", "Request path suffix of the OIDC Back-Channel "
+         "Logout endpoint the identity provider POSTs logout tokens to (register route URL + suffix as "
+         "the client's backchannel_logout_uri). Needs Redis: session_storage redis or "
+         "session_revocation_redis."),
     _opt("logout_redirect_uri", "string", "Absolute URI the identity provider sends the browser "
          "to after logout (post_logout_redirect_uri).", ko="logout_redirect_uri"),
 )
@@ -402,6 +409,7 @@ class PluginConfig:
     session_redis_prefix: str
     session_redis_connect_timeout: int
     session_redis_read_timeout: int
+    session_revocation_redis: bool
     session_redis_ssl: bool
     session_redis_ssl_verify: bool
     session_redis_server_name: str | None
@@ -414,6 +422,7 @@ class PluginConfig:
     session_redis_sentinel_password: str | None = field(repr=False)
     refresh_tokens: bool
     logout_uri_suffix: str | None
+    backchannel_logout_uri_suffix: str | None
     logout_methods: tuple[str, ...]
     logout_redirect_uri: str | None
     # parsed forms
@@ -678,6 +687,16 @@ def _check_cross_fields(v: dict[str, Any]) -> None:
             raise ConfigError(name, "is not a valid cookie name (RFC 6265 token)")
 
     _check_redis(v)
+    if v["backchannel_logout_uri_suffix"] is not None:
+        if not browser:
+            raise ConfigError("backchannel_logout_uri_suffix", "needs auth_methods authorization_code or session")
+        if v["session_storage"] != "redis" and not v["session_revocation_redis"]:
+            raise ConfigError("backchannel_logout_uri_suffix", "needs Redis to reach every node: set session_storage "
+                              "redis, or session_revocation_redis true with the session_redis_* options")
+        if not v["backchannel_logout_uri_suffix"].startswith("/"):
+            raise ConfigError("backchannel_logout_uri_suffix", "must start with '/'")
+        if v["backchannel_logout_uri_suffix"] == v["logout_uri_suffix"]:
+            raise ConfigError("backchannel_logout_uri_suffix", "must differ from logout_uri_suffix")
 
     policy_names: set[str] = set()
     for i, policy in enumerate(v["policies"]):

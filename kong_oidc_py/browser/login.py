@@ -1,38 +1,33 @@
-"""Browser login: authorization code + PKCE, the callback, sessions, refresh and logout.
+"""The browser flow's entry point: route a request to login, callback, logout or back-channel
+logout, and serve requests that carry a session (with refresh, single-flight).
 
-Who is sent to the IdP: only top-level navigations (GET/HEAD, `Sec-Fetch-Mode: navigate`, or
-`Accept: text/html` without `X-Requested-With`) that carry no Authorization header. Everyone
-else gets the bearer path's 401, so an API client never follows a redirect to a login page.
-
-Security notes (RFC 9700, RFC 7636, OIDC Core 3.1.3.7):
-* state, nonce and the PKCE verifier live only in the encrypted authorization cookie;
-  `state` is compared in constant time and is single-use (the entry is removed on callback);
-* the ID token is verified with the same JWKS core, then iss/aud/azp/nonce/at_hash;
-* after login we redirect only to a same-origin path (stored as path+query, never a URL);
-* callback errors give a page, never a redirect: no loops.
+The steps live in their own modules: callback.py (authorization request and callback),
+logout.py (browser logout), backchannel.py (OIDC Back-Channel Logout), pages.py (error pages),
+requests.py (what a navigation is), checks.py (PKCE, at_hash/c_hash, refresh timing).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import html
-import json
 import logging
-import secrets
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Mapping
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from kong_oidc_py import metrics
-from kong_oidc_py.errors import AuthError, InvalidToken, MissingToken, ProviderError
+from kong_oidc_py.browser.backchannel import BackchannelLogout
+from kong_oidc_py.browser.callback import LoginSteps
+from kong_oidc_py.browser.checks import at_hash, pkce_pair, refresh_due
+from kong_oidc_py.browser.logout import LogoutSteps
+from kong_oidc_py.browser.pages import page
+from kong_oidc_py.browser.requests import is_navigation, safe_return_path, single_value
 from kong_oidc_py.browser.session.cookie import parse_cookie_header
 from kong_oidc_py.browser.session.locks import SessionStoreError
-from kong_oidc_py.browser.session.model import AuthorizationState, Session
-from kong_oidc_py.browser.session.store import AuthorizationStore, build_session_store
+from kong_oidc_py.browser.session.model import Session
+from kong_oidc_py.browser.session.store import AuthorizationStore, SessionRevoked, build_session_store
 from kong_oidc_py.browser.token_endpoint import TokenClient, TokenError, TokenResponse
+from kong_oidc_py.errors import AuthError, InvalidToken, MissingToken, ProviderError
 from kong_oidc_py.verification.verify import Claims, Verifier, VerifyOptions
 
 if TYPE_CHECKING:
@@ -43,127 +38,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kong_oidc_py")
 
-# Refresh this long before the access token expires, so a request never carries a token that
-# expires on its way upstream.
-REFRESH_MARGIN = 10
+__all__ = ["BrowserFlow", "at_hash", "is_navigation", "pkce_pair", "refresh_due", "safe_return_path", "single_value"]
+
 # _refresh's reason -> the metrics' refresh outcome ("" = another request's refresh was reused).
 _REFRESH_OUTCOME = {"refreshed": "refreshed", "": "shared", "refresh_failed": "failed",
                     "session_expired": "no_refresh_token"}
-
 # How long a refresh result is handed to requests that still carry the pre-refresh cookie.
 RECENT_REFRESH_TTL = 30
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def pkce_pair() -> tuple[str, str]:
-    verifier = _b64url(secrets.token_bytes(32))  # 43 chars, RFC 7636 4.1
-    challenge = _b64url(hashlib.sha256(verifier.encode()).digest())
-    return verifier, challenge
-
-
-def is_navigation(req: "RequestView") -> bool:
-    h = req.headers
-    if "authorization" in h:
-        return False
-    mode = _first(h, "sec-fetch-mode")
-    if mode is not None:
-        if mode.lower() != "navigate":
-            return False
-        dest = _first(h, "sec-fetch-dest")
-        if dest is not None and dest.lower() not in ("document", ""):
-            return False
-    else:
-        accept = ",".join(h.get("accept") or [])
-        if "text/html" not in accept.lower() or "x-requested-with" in h:
-            return False
-    return req.method() in ("GET", "HEAD")
-
-
-def _first(headers: Mapping[str, list[str]], name: str) -> str | None:
-    values = headers.get(name)
-    return values[0] if values else None
-
-
-# Characters kept as they are in the return URL; everything else (controls, CR/LF, spaces,
-# backslashes, non-ASCII) is percent-encoded, so the Location header can never be split and a
-# browser can never read the path as another origin.
-_PATH_SAFE = "/-._~!$&'()*+,;=:@%"
-_QUERY_SAFE = _PATH_SAFE + "?"
-
-
-def _safe_return_path(path: str, raw_query: str) -> str:
-    # Only a same-origin path may come back out of the cookie: "//evil" and "\\evil" are
-    # scheme-relative URLs to a browser.
-    if not isinstance(path, str) or not path.startswith("/") or path.startswith("//") or "\\" in path:
-        path = "/"
-    path = quote(path, safe=_PATH_SAFE)
-    query = quote(raw_query, safe=_QUERY_SAFE) if isinstance(raw_query, str) and raw_query else ""
-    return path + ("?" + query if query else "")
-
-
-def _single(value: Any) -> str | None:
-    """One query parameter value as kong.request.get_query gives it: a string, a list when the
-    name repeats (refused: an ambiguous callback), True for a bare name (refused)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
-        return value[0]
-    return None
-
-
-def _token_lifetime(token: str) -> int | None:
-    """exp - iat of a JWT access token we stored ourselves (sealed in the session), used only to
-    pick the refresh margin; None for opaque tokens."""
-    try:
-        payload = token.split(".")[1]
-        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        exp, iat = data.get("exp"), data.get("iat")
-    except (IndexError, ValueError, TypeError, AttributeError):
-        return None
-    if isinstance(exp, (int, float)) and isinstance(iat, (int, float)) and not isinstance(exp, bool) and not isinstance(iat, bool):
-        return int(exp - iat)
-    return None
-
-
-def refresh_due(access_token: str, expires_at: float, now: float) -> bool:
-    """Refresh REFRESH_MARGIN seconds before expiry, or a quarter of the token's lifetime for
-    short-lived tokens (a 4 s token is not refreshed on every request)."""
-    lifetime = _token_lifetime(access_token)
-    margin = REFRESH_MARGIN if lifetime is None else max(0, min(REFRESH_MARGIN, lifetime // 4))
-    return expires_at - margin <= now
-
-
-def _page(status: int, title: str, message: str, retry: str | None = None) -> tuple[int, str, dict[str, str]]:
-    link = f'<p><a href="{html.escape(retry, quote=True)}">Try again</a></p>' if retry else ""
-    body = (
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>"
-        + html.escape(title)
-        + "</title></head><body><h1>"
-        + html.escape(title)
-        + "</h1><p>"
-        + html.escape(message)
-        + "</p>"
-        + link
-        + "</body></html>"
-    )
-    return status, body, {"Content-Type": "text/html; charset=utf-8", **NO_STORE}
-
-
-def at_hash(access_token: str, alg: str) -> str:
-    """OIDC Core 3.1.3.6: left half of the hash of the access token, for the ID token's alg."""
-    if alg.startswith("EdDSA"):
-        digest = hashlib.sha512(access_token.encode()).digest()
-    else:
-        bits = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}.get(alg[-3:], hashlib.sha256)
-        digest = bits(access_token.encode()).digest()
-    return _b64url(digest[: len(digest) // 2])
-
-
-class BrowserFlow:
+class BrowserFlow(LoginSteps, LogoutSteps):
     def __init__(self, config: "PluginConfig", provider: "Provider", verifier: Verifier) -> None:
         self.config = config
         self.provider = provider
@@ -182,6 +66,11 @@ class BrowserFlow:
         self.login_enabled = "authorization_code" in config.auth_methods
         self.session_enabled = True
         self.redirect_path = urlsplit(config.redirect_uri).path if config.redirect_uri else None
+        self.backchannel = (BackchannelLogout(config, provider, self.sessions.revocations)
+                            if config.backchannel_logout_uri_suffix and self.sessions.revocations is not None else None)
+        if self.sessions.kind == "c" and self.sessions.revocations is None:
+            log.warning("oidc: session_storage cookie without session_revocation_redis: logout cannot revoke a "
+                        "session, a copied session cookie keeps working until its idle/absolute timeout")
         self._refresh_guard = threading.Lock()
         # (session id, hash of the spent refresh token) -> (when, refreshed session)
         self._refreshed: dict[tuple[str, str], tuple[float, Session]] = {}
@@ -197,9 +86,13 @@ class BrowserFlow:
             # retryable status rather than a fresh login that could not be stored either.
             log.warning("oidc: session store: %s", err.reason)
             return self._page_outcome(gw, policy, err.reason,
-                                      *_page(503, "Temporarily unavailable", "Sessions are unavailable right now. Try again shortly."))
+                                      *page(503, "Temporarily unavailable", "Sessions are unavailable right now. Try again shortly."))
 
     def _handle(self, req: "RequestView", policy: "MatchedPolicy", gw: "Gateway") -> "Outcome | None":
+        if self.backchannel is not None and req.method() == "POST" \
+                and req.path().endswith(self.config.backchannel_logout_uri_suffix or "\0"):
+            # Server to server from the IdP: no cookie, no navigation, no bearer token.
+            return self.backchannel.handle(req, gw, policy)
         if "authorization" in req.headers:
             # An API client: the bearer path decides. Checked before the path is read (one PDK
             # round trip): the IdP's redirect to the callback never carries Authorization, and
@@ -221,148 +114,17 @@ class BrowserFlow:
             return self._start_login(req, cookie_header, gw, policy)
         return None
 
-    # -- login ----------------------------------------------------------------------------
-
-    def _start_login(self, req: "RequestView", cookie_header: str, gw: "Gateway", policy: "MatchedPolicy",
-                     extra_cookies: list[str] | None = None) -> "Outcome":
-        from kong_oidc_py.gateway import Outcome
-
-        try:
-            endpoint = self.provider.metadata()["authorization_endpoint"]
-        except (ProviderError, KeyError):
-            return self._page_outcome(gw, policy, "login_unavailable",
-                                      *_page(503, "Sign-in unavailable", "The identity provider cannot be reached. Try again later."))
-        verifier, challenge = pkce_pair()
-        state = AuthorizationState(
-            state=_b64url(secrets.token_bytes(24)),
-            nonce=_b64url(secrets.token_bytes(24)),
-            code_verifier=verifier,
-            original_url=_safe_return_path(req.path(), req.raw_query()),
-            created_at=time.time(),
-        )
-        set_cookies = list(extra_cookies or [])
-        set_cookies += self.authorizations.push(state, parse_cookie_header(cookie_header), time.time())
-        params = {
-            "response_type": "code",
-            "client_id": self.config.client_id,
-            "redirect_uri": self.config.redirect_uri,
-            "scope": " ".join(self.config.scopes),
-            "state": state.state,
-            "nonce": state.nonce,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        }
-        sep = "&" if "?" in endpoint else "?"
-        fields = gw._log_fields(None, policy.name, "redirect", reason="login_required")
-        return Outcome(
-            status=302, body="",
-            response_headers={"Location": endpoint + sep + urlencode(params), "Set-Cookie": set_cookies, **NO_STORE},
-            log=fields,
-        )
-
-    def _callback(self, req: "RequestView", cookie_header: str, gw: "Gateway", policy: "MatchedPolicy") -> "Outcome":
-        query = req.query()
-        q = {k: _single(v) for k, v in query.items() if isinstance(k, str)}
-        cookies = parse_cookie_header(cookie_header)
-        state_value = q.get("state")
-        pending, clear_cookies = self.authorizations.pop(state_value, cookies, time.time()) if state_value else (None, [])
-        if q.get("error"):
-            error = q["error"] or "error"
-            return self._page_outcome(gw, policy, "idp_error",
-                                      *_page(403 if error == "access_denied" else 401, "Sign-in failed",
-                                             f"The identity provider answered: {error[:64]}.", "/"),
-                                      set_cookies=clear_cookies)
-        if pending is None:
-            return self._page_outcome(gw, policy, "bad_state",
-                                      *_page(401, "Sign-in expired",
-                                             "This sign-in link is stale or was already used. Start again.", "/"),
-                                      set_cookies=clear_cookies)
-        code = q.get("code")
-        if not code:
-            return self._page_outcome(gw, policy, "missing_code",
-                                      *_page(401, "Sign-in failed", "The identity provider sent no authorization code.", "/"),
-                                      set_cookies=clear_cookies)
-        try:
-            endpoint = self.provider.metadata()["token_endpoint"]
-            tokens = self.tokens.exchange_code(endpoint, code=code, redirect_uri=self.config.redirect_uri,
-                                               code_verifier=pending.code_verifier)
-            failing = "id_token"
-            id_claims = self._verify_id_token(tokens, pending.nonce)
-            failing = "access_token"
-            access_claims = self._access_claims(tokens, id_claims)
-        except (ProviderError, KeyError):
-            return self._page_outcome(gw, policy, "token_endpoint_failed",
-                                      *_page(502, "Sign-in failed", "The identity provider could not complete the sign-in.", "/"),
-                                      set_cookies=clear_cookies)
-        except TokenError as err:
-            log.info("oidc: code exchange refused: %s", err.error)
-            return self._page_outcome(gw, policy, "code_exchange_refused",
-                                      *_page(401, "Sign-in failed", "The sign-in could not be completed. Start again.", "/"),
-                                      set_cookies=clear_cookies)
-        except InvalidToken as err:
-            log.info("oidc: %s refused at the callback: %s %s", failing, err.reason, getattr(err, "detail", ""))
-            return self._page_outcome(gw, policy, f"{failing}_{err.reason}",
-                                      *_page(401, "Sign-in failed", "The identity provider's answer did not verify.", "/"),
-                                      set_cookies=clear_cookies)
-        now = time.time()
-        session = Session.new(
-            subject=str(id_claims.data.get("sub", "")),
-            issuer=str(id_claims.data.get("iss", "")),
-            access_token=tokens.access_token,
-            id_token=tokens.id_token,
-            refresh_token=tokens.refresh_token,
-            expires_at=self._expires_at(tokens, access_claims, now),
-            now=now,
-        )
-        set_cookies = clear_cookies + self.sessions.save(session, cookies, now)
-        from kong_oidc_py.gateway import Outcome
-
-        fields = gw._log_fields(access_claims, policy.name, "login", auth_method="authorization_code")
-        return Outcome(status=302, body="",
-                       response_headers={"Location": pending.original_url, "Set-Cookie": set_cookies, **NO_STORE},
-                       log=fields)
-
-    def _verify_id_token(self, tokens: TokenResponse, nonce: str) -> Claims:
-        if not tokens.id_token:
-            raise InvalidToken("missing_id_token", "no ID token in the token response")
-        claims = self.id_verifier.verify(tokens.id_token)
-        data = claims.data
-        aud = data.get("aud")
-        audiences = [aud] if isinstance(aud, str) else [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
-        if len(audiences) > 1 and data.get("azp") != self.config.client_id:
-            raise InvalidToken("bad_audience", "the ID token's azp is not this client")
-        got_nonce = data.get("nonce")
-        if not isinstance(got_nonce, str) or not hmac.compare_digest(got_nonce.encode(), nonce.encode()):
-            raise InvalidToken("bad_nonce", "the ID token's nonce does not match this login")
-        expected_at_hash = data.get("at_hash")
-        if expected_at_hash is not None:
-            if not isinstance(expected_at_hash, str) or not hmac.compare_digest(
-                    expected_at_hash.encode(), at_hash(tokens.access_token, claims.alg).encode()):
-                raise InvalidToken("bad_at_hash", "the ID token's at_hash does not match the access token")
-        return claims
-
-    def _access_claims(self, tokens: TokenResponse, id_claims: Claims) -> Claims:
-        """Policies apply to the access token's claims when it is a JWT we can verify."""
-        try:
-            return self.access_verifier.verify(tokens.access_token)
-        except InvalidToken as err:
-            if err.reason != "malformed":
-                raise
-            # An opaque access token: identity comes from the verified ID token.
-            return id_claims
-
-    @staticmethod
-    def _expires_at(tokens: TokenResponse, access_claims: Claims, now: float) -> float:
-        exp = access_claims.data.get("exp")
-        if isinstance(exp, (int, float)) and not isinstance(exp, bool):
-            return float(exp)
-        if tokens.expires_in:
-            return now + tokens.expires_in
-        return now + 300
-
     # -- sessions -------------------------------------------------------------------------
 
     def _use_session(self, req: "RequestView", cookies: Mapping[str, str], gw: "Gateway", policy: "MatchedPolicy") -> "Outcome | None":
+        try:
+            return self._serve_session(req, cookies, gw, policy)
+        except SessionRevoked:
+            # Logged out (here or by the IdP) while this request was refreshing or touching it.
+            return self._session_failed(req, cookies, gw, policy, "session_revoked")
+
+    def _serve_session(self, req: "RequestView", cookies: Mapping[str, str], gw: "Gateway",
+                       policy: "MatchedPolicy") -> "Outcome | None":
         now = time.time()
         session, reason = self.sessions.load(cookies, now)
         if session is None:
@@ -491,49 +253,6 @@ class BrowserFlow:
             if err.reason != "malformed":
                 raise
             return Claims(data={}, token_hash="", kid=None, alg="", expires_at=None)
-
-    # -- logout ---------------------------------------------------------------------------
-
-    def _logout(self, req: "RequestView", cookie_header: str, gw: "Gateway", policy: "MatchedPolicy") -> "Outcome":
-        from kong_oidc_py.gateway import Outcome
-
-        h = req.headers
-        site = (_first(h, "sec-fetch-site") or "").lower()
-        origin = _first(h, "origin")
-        # Fetch Metadata first (a same-site page on another port is still another origin), then
-        # Origin: only this origin, or the user typing the URL ("none"), may end the session.
-        if site not in ("", "same-origin", "none") or (origin is not None and not self._same_origin(req, origin)):
-            return self._page_outcome(gw, policy, "cross_site_logout",
-                                      *_page(403, "Sign-out refused", "A sign-out must come from this site."))
-        cookies = parse_cookie_header(cookie_header)
-        session, _ = self.sessions.load(cookies, time.time(), ignore_expiry=True)
-        clear = self.sessions.destroy(session, cookies)
-        target = self.config.logout_redirect_uri or "/"
-        try:
-            end_session = self.provider.metadata().get("end_session_endpoint")
-        except ProviderError:
-            end_session = None
-        if isinstance(end_session, str) and end_session:
-            params = {"client_id": self.config.client_id or ""}
-            if session is not None and session.id_token:
-                params["id_token_hint"] = session.id_token
-            if self.config.logout_redirect_uri:
-                params["post_logout_redirect_uri"] = self.config.logout_redirect_uri
-            target = end_session + ("&" if "?" in end_session else "?") + urlencode(params)
-        fields = gw._log_fields(None, policy.name, "logout")
-        if session is not None:
-            fields["subject"] = session.subject[:256]
-        return Outcome(status=302, body="", response_headers={"Location": target, "Set-Cookie": clear, **NO_STORE}, log=fields)
-
-    def _same_origin(self, req: "RequestView", origin: str) -> bool:
-        parts = urlsplit(origin)
-        default = 443 if parts.scheme == "https" else 80
-        try:
-            port = parts.port or default
-        except ValueError:
-            return False
-        return (parts.scheme == req.scheme() and (parts.hostname or "") == req.host().lower()
-                and port == (req.port() or default))
 
     def _page_outcome(self, gw: "Gateway", policy: "MatchedPolicy", reason: str, status: int, body: str,
                       headers: dict[str, str], set_cookies: list[str] | None = None) -> "Outcome":

@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from kong_oidc_py.browser.login import _safe_return_path, _single, at_hash, is_navigation, pkce_pair, refresh_due
+from kong_oidc_py.browser.login import at_hash, is_navigation, pkce_pair, refresh_due
+from kong_oidc_py.browser.requests import safe_return_path as _safe_return_path, single_value as _single
 
 
 class Req:

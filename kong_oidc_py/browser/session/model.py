@@ -61,6 +61,8 @@ class Session:
     # Redis storage: the per-session key that encrypts the Redis value. It travels only in the
     # (encrypted) cookie, never to Redis. Unused by cookie storage.
     key: bytes = field(default=b"", repr=False, compare=False)
+    # The IdP's session id (ID token `sid`), for back-channel logout by sid.
+    sid: str | None = None
 
     # -- construction --------------------------------------------------------------------
 
@@ -75,6 +77,7 @@ class Session:
         refresh_token: str | None,
         expires_at: float,
         now: float,
+        sid: str | None = None,
     ) -> "Session":
         t = _secs(now)
         return cls(
@@ -86,6 +89,7 @@ class Session:
             issuer=issuer,
             tokens=Tokens(access_token, id_token, refresh_token, _secs(expires_at)),
             key=secrets.token_bytes(KEY_BYTES),
+            sid=sid,
         )
 
     def touched(self, now: float) -> "Session":
@@ -168,6 +172,8 @@ class Session:
             d["it"] = self.tokens.id_token
         if self.tokens.refresh_token is not None:
             d["rt"] = self.tokens.refresh_token
+        if self.sid is not None:
+            d["sd"] = self.sid
         return d
 
     @classmethod
@@ -190,6 +196,7 @@ class Session:
             issuer=_str(d, "is"),
             tokens=tokens,
             key=key,
+            sid=_opt_str(d, "sd"),
         )
 
 

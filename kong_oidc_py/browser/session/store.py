@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import secrets
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, ContextManager, Iterable, Iterator, Mapping, Protocol, Sequence
@@ -40,6 +41,7 @@ from kong_oidc_py.browser.session.cookie import (
 from kong_oidc_py.browser.session.crypto import Box, DecryptError, Purpose, b64url_decode, b64url_encode, derive_key, dumps_compact, fingerprint
 from kong_oidc_py.browser.session.locks import LocalLocks, LockTimeout, RedisLock, SessionStoreError, StoreUnavailable
 from kong_oidc_py.browser.session.model import KEY_BYTES, AuthorizationState, Session
+from kong_oidc_py.browser.session.revocation import Revocations, build_revocations
 from kong_oidc_py.shared_state.redis_client import KeySpace, RedisGuard, RedisSettings, make_redis_client
 
 log = logging.getLogger("kong_oidc_py")
@@ -53,6 +55,7 @@ __all__ = [
     "SessionSettings",
     "SessionStore",
     "SessionStoreError",
+    "SessionRevoked",
     "SessionTooLarge",
     "StoreUnavailable",
     "build_session_store",
@@ -61,6 +64,12 @@ __all__ = [
 NO_LIMIT_TTL = 30 * 86400  # cookie Max-Age / Redis TTL when every session timeout is disabled
 MAX_PENDING_LOGINS = 4
 MAX_RETURN_URL = 2048
+
+
+class SessionRevoked(SessionStoreError):
+    """The session was revoked (logout elsewhere, back-channel logout) while this request ran."""
+
+    default_reason = "session_revoked"
 
 
 class SessionTooLarge(SessionStoreError):
@@ -91,6 +100,8 @@ class SessionSettings:
     max_pending_logins: int = MAX_PENDING_LOGINS
     refresh_lock_ttl_ms: int = 15000
     refresh_lock_wait_ms: int = 15000
+    # Cookie storage: check and write revocation records in Redis (Redis storage always revokes).
+    revocation: bool = False
 
     def __post_init__(self) -> None:
         if not self.secrets:
@@ -149,6 +160,7 @@ class SessionSettings:
             session_absolute_timeout=int(opt("session_absolute_timeout", 86400)),
             authorization_rolling_timeout=int(opt("authorization_rolling_timeout", 600)),
             redis=redis,
+            revocation=bool(getattr(config, "session_revocation_redis", False)),
             # A refresh is one token-endpoint call: hold/wait for that long plus slack.
             refresh_lock_ttl_ms=timeout_ms + 5000,
             refresh_lock_wait_ms=timeout_ms + 5000,
@@ -185,6 +197,7 @@ class _CookieBase:
         self.settings = settings
         self._box = Box.for_secrets(settings.secrets, Purpose.SESSION_COOKIE)
         self._local = LocalLocks()
+        self.revocations: Revocations | None = None
 
     # cookie plumbing --------------------------------------------------------------------
 
@@ -261,6 +274,11 @@ class CookieStore(_CookieBase):
 
     kind = "c"
 
+    def __init__(self, settings: SessionSettings, redis_client: Any = None) -> None:
+        super().__init__(settings)
+        if settings.revocation:
+            self.revocations = build_revocations(settings, redis_client)
+
     def load(self, cookies: Mapping[str, str], now: float, *, ignore_expiry: bool = False) -> tuple[Session | None, str]:
         payload, reason = self._read_payload(cookies)
         if payload is None:
@@ -269,7 +287,11 @@ class CookieStore(_CookieBase):
             session = Session.from_dict(payload)
         except ValueError:
             return None, "bad_payload"
-        return self._check(session, now, ignore_expiry)
+        session, reason = self._check(session, now, ignore_expiry)
+        # Timeouts first (no Redis call for an expired cookie), then the revocation record.
+        if session is not None and self.revocations is not None and self.revocations.is_revoked(session.id):
+            return None, "session_revoked"
+        return session, reason
 
     def reload(self, session: Session, cookies: Mapping[str, str], now: float) -> tuple[Session | None, str]:
         # The cookie is the only copy: what the request carried is the latest we can know.
@@ -283,6 +305,10 @@ class CookieStore(_CookieBase):
         return self._write_payload(session.to_dict(), cookies, now, ttl, compress=True)
 
     def destroy(self, session: Session | None, cookies: Mapping[str, str]) -> list[str]:
+        """Expires the cookie; with revocation on, also records the session id as revoked so a
+        copy of the cookie stops working on every node."""
+        if session is not None and self.revocations is not None:
+            self.revocations.revoke(session, time.time())
         return self.clear_cookies(cookies)
 
     @contextmanager
@@ -292,6 +318,14 @@ class CookieStore(_CookieBase):
 
 
 # -- redis storage -----------------------------------------------------------------------------
+
+
+# KEYS[1] = session record, KEYS[2] = its revocation record; ARGV = value, ttl.
+_SAVE_UNLESS_REVOKED = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
 
 
 class RedisStore(_CookieBase):
@@ -308,6 +342,8 @@ class RedisStore(_CookieBase):
         self.guard = RedisGuard(self.client, settings.redis, component="session store",
                                 error=lambda reason, detail: StoreUnavailable(detail, reason))
         self.keys = KeySpace(settings.redis.prefix, derive_key(settings.secrets[0], Purpose.REDIS_ID))
+        self.revocations = build_revocations(settings, self.client, self.guard)
+        self._save_unless_revoked = self.client.register_script(_SAVE_UNLESS_REVOKED)
 
     # names: a session's record and lock share one hash tag (one Cluster slot) ------------
 
@@ -376,7 +412,11 @@ class RedisStore(_CookieBase):
             session = replace(session, key=secrets.token_bytes(KEY_BYTES))
         rkey = self.redis_key(session.id)
         record = Box.for_key(session.key).seal(dumps_compact(session.to_dict()), rkey, compress=True)
-        self._call("set", self.client.set, rkey, record, ex=ttl)
+        # Atomic with the revocation check (same hash tag, same slot): a refresh finishing after
+        # a logout cannot bring the session back.
+        if not self._call("set", self._save_unless_revoked, keys=[rkey, self.keys.key("s", session.id, "revoked")],
+                          args=[record, ttl]):
+            raise SessionRevoked("revoked while in use")
         handle = {"i": session.id, "k": b64url_encode(session.key)}
         return self._write_payload(handle, cookies, now, ttl, compress=False)
 
@@ -387,7 +427,10 @@ class RedisStore(_CookieBase):
         if sid is None:
             handle, _ = self._handle(cookies)
             sid = handle[0] if handle else None
-        if sid is not None:
+        if session is not None:
+            assert self.revocations is not None
+            self.revocations.revoke(session, time.time())  # writes the record, deletes the session
+        elif sid is not None:
             self._call("delete", self.client.delete, self.redis_key(sid))
         return self.clear_cookies(cookies)
 
@@ -404,7 +447,7 @@ def build_session_store(config: Any, *, redis_client: Any = None) -> CookieStore
     settings = _settings(config)
     if settings.storage == "redis":
         return RedisStore(settings, redis_client)
-    return CookieStore(settings)
+    return CookieStore(settings, redis_client)
 
 
 # -- authorization (login round trip) ----------------------------------------------------------
