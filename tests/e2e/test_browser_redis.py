@@ -90,7 +90,7 @@ def short_stacks(short_idp, echo, redis_server, tmp_path_factory) -> Iterator[tu
 
 
 def session_keys(rdb: redis.Redis) -> set[bytes]:
-    return set(rdb.scan_iter(match="oidc:session:*"))
+    return set(rdb.scan_iter(match="oidc:{s:*}:session"))
 
 
 def test_redis_login_stores_the_session_in_redis_and_only_a_handle_in_the_cookie(stacks, rdb, page, context):

@@ -118,6 +118,10 @@ function defaultClients() {
     redirect_uris: redirectUris,
     post_logout_redirect_uris: postLogoutRedirectUris,
     allowed_scopes: 'read write admin',
+    // OIDC Back-Channel Logout: where the provider POSTs logout tokens for the `web` client.
+    ...(config.backchannel_logout_uri
+      ? { backchannel_logout_uri: config.backchannel_logout_uri, backchannel_logout_session_required: true }
+      : {}),
   };
   return [
     {
@@ -373,6 +377,17 @@ function build(issuer) {
       profile: ['name', 'given_name', 'family_name', 'preferred_username', 'groups', 'roles', 'realm_access'],
     },
     conformIdTokenClaims: false,
+    // oidc-provider's outgoing requests (back-channel logout) refuse special-use addresses
+    // (SSRF protection), loopback included. This test IdP only ever calls loopback gateways: it
+    // drops that dispatcher and refuses every other host itself.
+    fetch: async (url, options) => {
+      const { hostname } = new URL(url);
+      if (!['127.0.0.1', 'localhost', '[::1]'].includes(hostname)) {
+        throw new Error(`test IdP: outgoing request to ${hostname} refused (loopback only)`);
+      }
+      const { dispatcher, ...rest } = options;
+      return fetch(url, rest);
+    },
     responseTypes: ['code'],
     pkce: { required: () => config.pkce_required ?? true },
     // Refresh tokens for every client allowed the refresh_token grant, offline_access or not
@@ -386,6 +401,7 @@ function build(issuer) {
       introspection: { enabled: true },
       revocation: { enabled: true },
       rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
+      backchannelLogout: { enabled: Boolean(config.backchannel_logout_uri) },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (ctx, client, oneOf) => oneOf ?? defaultResource ?? undefined,
@@ -412,7 +428,7 @@ function build(issuer) {
   };
   for (const name of [
     'server_error', 'authorization.error', 'grant.error', 'end_session.error', 'end_session_confirm.error',
-    'introspection.error', 'revocation.error', 'userinfo.error', 'jwks.error', 'discovery.error',
+    'introspection.error', 'revocation.error', 'userinfo.error', 'jwks.error', 'discovery.error', 'backchannel.error',
   ]) {
     provider.on(name, logError(name));
   }
