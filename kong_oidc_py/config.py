@@ -236,6 +236,9 @@ OPTIONS: tuple[Option, ...] = (
          ko="session_cookie_secure"),
     _opt("session_cookie_samesite", "string", "Session cookie SameSite attribute: Strict, Lax or "
          "None.", default="Lax", one_of=("Strict", "Lax", "None"), ko="session_cookie_samesite"),
+    _opt("session_cookie_host_prefix", "boolean", "Name the session and authorization cookies "
+         "`__Host-<name>` when they are Secure with Path=/ and no Domain, so browsers refuse copies "
+         "planted by other subdomains or plain http.", default=True),
     _opt("session_idling_timeout", "integer", "Seconds of inactivity ending a session (0: none).",
          default=900, between=(0, 31536000), ko="session_idling_timeout"),
     _opt("session_rolling_timeout", "integer", "Seconds after which a session must be renewed "
@@ -398,6 +401,7 @@ class PluginConfig:
     session_cookie_domain: str | None
     session_cookie_secure: bool
     session_cookie_samesite: str
+    session_cookie_host_prefix: bool
     session_idling_timeout: int
     session_rolling_timeout: int
     session_absolute_timeout: int

@@ -14,8 +14,8 @@ import hmac
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING, Any, Mapping
+from urllib.parse import urlencode, urlsplit
 
 from kong_oidc_py.browser.checks import at_hash, b64url as _b64url, pkce_pair
 from kong_oidc_py.browser.pages import NO_STORE, page
@@ -53,6 +53,7 @@ class LoginSteps:
             original_url=safe_return_path(req.path(), req.raw_query()),
             created_at=time.time(),
         )
+        self._warn_host_mismatch(req)
         set_cookies = list(extra_cookies or [])
         set_cookies += self.authorizations.push(state, parse_cookie_header(cookie_header), time.time())
         params = {
@@ -74,26 +75,19 @@ class LoginSteps:
         )
 
     def _callback(self, req: "RequestView", cookie_header: str, gw: "Gateway", policy: "MatchedPolicy") -> "Outcome":
-        query = req.query()
-        q = {k: single_value(v) for k, v in query.items() if isinstance(k, str)}
+        q = self._callback_params(req)
         cookies = parse_cookie_header(cookie_header)
-        state_value = q.get("state")
-        pending, clear_cookies = self.authorizations.pop(state_value, cookies, time.time()) if state_value else (None, [])
+        taken = self.authorizations.take(q.get("state"), cookies, time.time())
+        pending, clear_cookies = taken.state, taken.set_cookies
+        retry = pending.original_url if pending is not None else (taken.return_url or self._app_root())
         if q.get("error"):
-            error = q["error"] or "error"
-            return self._page_outcome(gw, policy, "idp_error",
-                                      *page(403 if error == "access_denied" else 401, "Sign-in failed",
-                                             f"The identity provider answered: {error[:64]}.", "/"),
-                                      set_cookies=clear_cookies)
+            return self._idp_error(gw, policy, q, retry, clear_cookies)
         if pending is None:
-            return self._page_outcome(gw, policy, "bad_state",
-                                      *page(401, "Sign-in expired",
-                                             "This sign-in link is stale or was already used. Start again.", "/"),
-                                      set_cookies=clear_cookies)
+            return self._no_pending_login(req, cookies, gw, policy, taken, retry)
         code = q.get("code")
         if not code:
             return self._page_outcome(gw, policy, "missing_code",
-                                      *page(401, "Sign-in failed", "The identity provider sent no authorization code.", "/"),
+                                      *page(401, "Sign-in failed", "The identity provider sent no authorization code.", retry),
                                       set_cookies=clear_cookies)
         try:
             endpoint = self.provider.metadata()["token_endpoint"]
@@ -105,17 +99,17 @@ class LoginSteps:
             access_claims = self._access_claims(tokens, id_claims)
         except (ProviderError, KeyError):
             return self._page_outcome(gw, policy, "token_endpoint_failed",
-                                      *page(502, "Sign-in failed", "The identity provider could not complete the sign-in.", "/"),
+                                      *page(502, "Sign-in failed", "The identity provider could not complete the sign-in.", retry),
                                       set_cookies=clear_cookies)
         except TokenError as err:
             log.info("oidc: code exchange refused: %s", err.error)
             return self._page_outcome(gw, policy, "code_exchange_refused",
-                                      *page(401, "Sign-in failed", "The sign-in could not be completed. Start again.", "/"),
+                                      *page(401, "Sign-in failed", "The sign-in could not be completed. Start again.", retry),
                                       set_cookies=clear_cookies)
         except InvalidToken as err:
             log.info("oidc: %s refused at the callback: %s %s", failing, err.reason, getattr(err, "detail", ""))
             return self._page_outcome(gw, policy, f"{failing}_{err.reason}",
-                                      *page(401, "Sign-in failed", "The identity provider's answer did not verify.", "/"),
+                                      *page(401, "Sign-in failed", "The identity provider's answer did not verify.", retry),
                                       set_cookies=clear_cookies)
         now = time.time()
         session = Session.new(
@@ -176,3 +170,79 @@ class LoginSteps:
         if tokens.expires_in:
             return now + tokens.expires_in
         return now + 300
+
+    # -- callback failures: say which one, and where to start again ------------------------
+
+    def _callback_params(self, req: "RequestView") -> dict[str, str | None]:
+        return {k: single_value(v) for k, v in req.query().items() if isinstance(k, str)}
+
+    def _app_root(self) -> str:
+        """Where "Try again" goes when the page the user asked for is unknown: the directory of
+        the redirect_uri (an app mounted at /app has its callback under /app/)."""
+        path = self.redirect_path or "/"
+        return path.rsplit("/", 1)[0] + "/" if "/" in path.strip("/") else "/"
+
+    def _redirect_host(self) -> str:
+        return (urlsplit(self.config.redirect_uri or "").hostname or "").lower()
+
+    def _idp_error(self, gw: "Gateway", policy: "MatchedPolicy", q: dict[str, str | None], retry: str,
+                   clear_cookies: list[str]) -> "Outcome":
+        error = printable(q.get("error") or "error", 64)
+        description = printable(q.get("error_description") or "", 256)
+        log.warning("oidc: the identity provider answered the login with error %s%s", error,
+                    f" ({description})" if description else "")
+        message = f"The identity provider answered: {error}" + (f": {description}" if description else ".")
+        outcome = self._page_outcome(gw, policy, "idp_error",
+                                     *page(403 if error == "access_denied" else 401, "Sign-in failed", message, retry),
+                                     set_cookies=clear_cookies)
+        outcome.log["idp_error"] = error
+        return outcome
+
+    def _no_pending_login(self, req: "RequestView", cookies: Mapping[str, str], gw: "Gateway",
+                          policy: "MatchedPolicy", taken: Any, retry: str) -> "Outcome":
+        from kong_oidc_py.gateway import Outcome
+
+        reason = taken.reason
+        session, _ = self.sessions.load(cookies, time.time()) if self.sessions.owns_any(cookies) else (None, "")
+        if session is not None and reason in ("state_already_used", "state_not_pending", "no_login_cookie"):
+            # A reloaded (or replayed) callback from someone already signed in: back to the page,
+            # the code is never used.
+            return Outcome(status=302, body="", response_headers={"Location": retry, **NO_STORE},
+                           log=gw._log_fields(None, policy.name, "redirect", reason=f"callback_{reason}"))
+        host = self._redirect_host()
+        if reason == "no_login_cookie":
+            log.warning("oidc: callback without the login cookie %s: the login was probably started on another "
+                        "host than redirect_uri's %s (cookies are per host), or the browser blocks cookies",
+                        self.authorizations.name, host)
+            title, text = "Sign-in could not be matched", (
+                f"Your browser did not bring back the sign-in cookie. Open the site at {host} (the address "
+                "the sign-in returns to) rather than another name for it, allow cookies, and try again.")
+        elif reason == "state_expired":
+            minutes = max(1, self.config.authorization_rolling_timeout // 60)
+            title, text = "Sign-in expired", f"This sign-in took longer than {minutes} minutes. Start again."
+        elif reason == "state_already_used":
+            title, text = "Sign-in already completed", "This sign-in link was already used. Start again."
+        elif reason == "state_not_pending":
+            title, text = "Sign-in not recognised", (
+                "This sign-in was not started in this browser, or a newer sign-in replaced it. Start again.")
+        else:  # a cookie that did not open: another secret, tampering
+            title, text = "Sign-in could not be matched", "The sign-in cookie could not be read. Start again."
+        log.info("oidc: callback refused: %s", reason)
+        return self._page_outcome(gw, policy, reason, *page(401, title, text, retry), set_cookies=taken.set_cookies)
+
+    def _warn_host_mismatch(self, req: "RequestView") -> None:
+        """At redirect time: a login started on another host than redirect_uri's cannot finish,
+        the authorization cookie stays with the first host. Logged once per host."""
+        host, expected = (req.host() or "").lower(), self._redirect_host()
+        if not expected or host == expected or host in self._mismatch_warned:
+            return
+        if len(self._mismatch_warned) < 64:
+            self._mismatch_warned.add(host)
+        log.warning("oidc: login started on host %s but redirect_uri is on %s: the browser will not send the login "
+                    "cookie back and the callback fails; serve the app on %s or fix redirect_uri", host, expected,
+                    expected)
+
+
+def printable(text: str, limit: int) -> str:
+    """An IdP-supplied string made safe to log and show (escaping happens in the page)."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])

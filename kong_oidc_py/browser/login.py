@@ -25,7 +25,8 @@ from kong_oidc_py.browser.requests import is_navigation, safe_return_path, singl
 from kong_oidc_py.browser.session.cookie import parse_cookie_header
 from kong_oidc_py.browser.session.locks import SessionStoreError
 from kong_oidc_py.browser.session.model import Session
-from kong_oidc_py.browser.session.store import AuthorizationStore, SessionRevoked, build_session_store
+from kong_oidc_py.browser.session.cookie import CHUNK_BUDGET, MAX_CHUNKS
+from kong_oidc_py.browser.session.store import AuthorizationStore, SessionRevoked, SessionTooLarge, build_session_store
 from kong_oidc_py.browser.token_endpoint import TokenClient, TokenError, TokenResponse
 from kong_oidc_py.errors import AuthError, InvalidToken, MissingToken, ProviderError
 from kong_oidc_py.verification.verify import Claims, Verifier, VerifyOptions
@@ -71,6 +72,7 @@ class BrowserFlow(LoginSteps, LogoutSteps):
         if self.sessions.kind == "c" and self.sessions.revocations is None:
             log.warning("oidc: session_storage cookie without session_revocation_redis: logout cannot revoke a "
                         "session, a copied session cookie keeps working until its idle/absolute timeout")
+        self._mismatch_warned: set[str] = set()
         self._refresh_guard = threading.Lock()
         # (session id, hash of the spent refresh token) -> (when, refreshed session)
         self._refreshed: dict[tuple[str, str], tuple[float, Session]] = {}
@@ -81,9 +83,18 @@ class BrowserFlow(LoginSteps, LogoutSteps):
         """An Outcome for browser traffic, or None to fall through to the bearer path."""
         try:
             return self._handle(req, policy, gw)
+        except SessionTooLarge as err:
+            # Configuration, not weather: retrying cannot help, so say what to change.
+            log.error("oidc: the session (%s) does not fit in %d cookies of %d bytes: set session_storage to "
+                      "redis, or request fewer scopes/claims so the IdP issues smaller tokens", err.detail,
+                      MAX_CHUNKS, CHUNK_BUDGET)
+            return self._page_outcome(gw, policy, err.reason, *page(
+                500, "Sign-in could not be completed",
+                "The sign-in produced a session too large to keep in cookies. The site's administrator has "
+                "been told in the gateway log."))
         except SessionStoreError as err:
-            # Redis down, a lock wait that ran out, a session too big: fail closed with a
-            # retryable status rather than a fresh login that could not be stored either.
+            # Redis down or a lock wait that ran out: fail closed with a retryable status rather
+            # than a fresh login that could not be stored either.
             log.warning("oidc: session store: %s", err.reason)
             return self._page_outcome(gw, policy, err.reason,
                                       *page(503, "Temporarily unavailable", "Sessions are unavailable right now. Try again shortly."))

@@ -377,13 +377,37 @@ def test_provider_error_gives_a_403_page_not_a_loop(stack, page):
     assert page.url.startswith(stack.url("/app/callback"))
 
 
-def test_replayed_callback_gives_a_401_page(stack, page):
+def test_reloaded_callback_after_login_returns_to_the_original_page(stack, page):
     callbacks: list[str] = []
     page.on("request", lambda r: callbacks.append(r.url) if "/app/callback?" in r.url else None)
-    login(page, stack.url("/app/replay"))
+    login(page, stack.url("/app/replay?x=1"))
+    response = page.goto(callbacks[0])  # the user reloads the callback URL
+    assert response.status == 200
+    assert page.url == stack.url("/app/replay?x=1")
+    assert echo_of(page)["path"] == "/app/replay"
+
+
+def test_replayed_callback_without_the_session_is_an_already_used_page(stack, page, context):
+    callbacks: list[str] = []
+    page.on("request", lambda r: callbacks.append(r.url) if "/app/callback?" in r.url else None)
+    login(page, stack.url("/app/replay-2"))
+    context.clear_cookies(name="session")
     response = page.goto(callbacks[0])
     assert response.status == 401
-    assert "Sign-in expired" in page.inner_text("body")
+    assert "already used" in page.inner_text("body")
+    assert page.get_attribute("a", "href") == "/app/replay-2"
+
+
+def test_login_started_on_localhost_explains_the_host_mismatch(stack, page):
+    """redirect_uri says 127.0.0.1; the user opened localhost: the login cookie stays with
+    localhost, and the callback page says which address to use instead of "stale link"."""
+    page.goto(stack.url("/app/host-mismatch").replace("127.0.0.1", "localhost"))
+    sign_in(page)
+    page.wait_for_url(stack.url("/app/callback") + "**")
+    text = page.inner_text("body")
+    assert "Sign-in could not be matched" in text and "127.0.0.1" in text
+    reasons = [e.get("reason") for e in stack.oidc_logs()]
+    assert "no_login_cookie" in reasons
 
 
 @pytest.mark.parametrize("query", [

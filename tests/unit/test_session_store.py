@@ -330,7 +330,40 @@ def test_build_from_plugin_config_options() -> None:
                              session_idling_timeout=300)
     store = build_session_store(config)
     assert isinstance(store, CookieStore)
-    assert (store.settings.cookie_name, store.settings.attributes.samesite, store.settings.session_idling_timeout) == ("sid", "Strict", 300)
+    assert (store.settings.cookie_name, store.settings.attributes.samesite, store.settings.session_idling_timeout) == ("__Host-sid", "Strict", 300)
+
+
+# -- __Host- cookie names (RFC 6265bis 4.1.3.2) ---------------------------------------------------
+
+
+def settings_from(**options) -> SessionSettings:
+    return SessionSettings.from_config(SimpleNamespace(session_secret=SECRET, **options))
+
+
+def test_secure_host_only_root_cookies_get_the_host_prefix_by_default() -> None:
+    s = settings_from()
+    assert (s.cookie_name, s.authorization_cookie_name) == ("__Host-session", "__Host-authorization")
+
+
+def test_host_prefixed_cookie_is_written_secure_at_root_without_domain() -> None:
+    store = CookieStore(settings_from())
+    headers = store.save(new_session(), {}, T0)
+    assert headers and all(h.startswith("__Host-session") for h in headers)
+    assert all("; Secure" in h and "; Path=/" in h and "Domain" not in h for h in headers)
+
+
+@pytest.mark.parametrize("options", [
+    {"session_cookie_secure": False},
+    {"session_cookie_path": "/app"},
+    {"session_cookie_domain": "example.com"},
+    {"session_cookie_host_prefix": False},
+])
+def test_cookies_that_cannot_or_should_not_carry_the_prefix_keep_their_name(options) -> None:
+    assert settings_from(**options).cookie_name == "session"
+
+
+def test_a_name_already_prefixed_is_not_prefixed_twice() -> None:
+    assert settings_from(session_cookie_name="__Host-sid").cookie_name == "__Host-sid"
 
 
 # -- authorization cookies ----------------------------------------------------------------------

@@ -63,7 +63,7 @@ __all__ = [
 
 NO_LIMIT_TTL = 30 * 86400  # cookie Max-Age / Redis TTL when every session timeout is disabled
 MAX_PENDING_LOGINS = 4
-MAX_RETURN_URL = 2048
+from kong_oidc_py.browser.session.authorization import MAX_RETURN_URL  # noqa: E402,F401  (re-export)
 
 
 class SessionRevoked(SessionStoreError):
@@ -148,12 +148,13 @@ class SessionSettings:
             fname = "session_cookie_path" if "path" in text else "session_cookie_domain" if "domain" in text else "session_cookie_samesite"
             raise ConfigError(fname, text) from None
         redis = RedisSettings.from_config(config)
+        host_prefix = bool(opt("session_cookie_host_prefix", True))
         timeout_ms = int(opt("timeout", 10000))
         return cls(
             secrets=tuple([secret] if secret else []) + tuple(old_secrets),
             storage=opt("session_storage", "cookie"),
-            cookie_name=opt("session_cookie_name", "session"),
-            authorization_cookie_name=opt("authorization_cookie_name", "authorization"),
+            cookie_name=host_prefixed(opt("session_cookie_name", "session"), attrs, host_prefix),
+            authorization_cookie_name=host_prefixed(opt("authorization_cookie_name", "authorization"), attrs, host_prefix),
             attributes=attrs,
             session_idling_timeout=int(opt("session_idling_timeout", 900)),
             session_rolling_timeout=int(opt("session_rolling_timeout", 3600)),
@@ -165,6 +166,18 @@ class SessionSettings:
             refresh_lock_ttl_ms=timeout_ms + 5000,
             refresh_lock_wait_ms=timeout_ms + 5000,
         )
+
+
+HOST_PREFIX = "__Host-"
+
+
+def host_prefixed(name: str, attrs: CookieAttributes, enabled: bool) -> str:
+    """`__Host-name` when the cookie qualifies (Secure, Path=/, no Domain; RFC 6265bis 4.1.3.2):
+    browsers then refuse the same name set by a sibling subdomain or over plain http, so
+    nobody can plant a session or login cookie for this host."""
+    if enabled and attrs.secure and attrs.path == "/" and not attrs.domain and not name.startswith(HOST_PREFIX):
+        return HOST_PREFIX + name
+    return name
 
 
 def _settings(config: Any) -> SessionSettings:
@@ -450,82 +463,5 @@ def build_session_store(config: Any, *, redis_client: Any = None) -> CookieStore
     return CookieStore(settings, redis_client)
 
 
-# -- authorization (login round trip) ----------------------------------------------------------
-
-
-class AuthorizationStore:
-    """Pending logins, in ONE sealed cookie (`authorization_cookie_name`, chunked if needed).
-
-    Several tabs may start a login at once: the cookie holds up to `max_pending_logins` states,
-    each valid for `authorization_rolling_timeout`; pushing one more evicts the oldest (that tab's
-    callback then fails cleanly with "start again"). A state is single-use: `pop` removes it.
-    Not compressed: `original_url` is chosen by whoever crafted the link (see crypto.py).
-    """
-
-    def __init__(self, config: Any) -> None:
-        self.settings = _settings(config)
-        self._box = Box.for_secrets(self.settings.secrets, Purpose.AUTHORIZATION_COOKIE)
-
-    @property
-    def name(self) -> str:
-        return self.settings.authorization_cookie_name
-
-    def pending(self, cookies: Mapping[str, str], now: float) -> tuple[list[AuthorizationState], str]:
-        """Unexpired pending states (oldest first), or ([], reason) for a missing/bad cookie."""
-        value, reason = join_chunks(self.name, cookies)
-        if value is None:
-            return [], reason
-        try:
-            payload = self._box.open_json(value, self.name)
-        except DecryptError as err:
-            return [], err.reason
-        items = payload.get("p") if isinstance(payload, dict) else None
-        if not isinstance(items, list):
-            return [], "bad_payload"
-        states: list[AuthorizationState] = []
-        for item in items[: self.settings.max_pending_logins]:
-            try:
-                state = AuthorizationState.from_dict(item)
-            except ValueError:
-                return [], "bad_payload"
-            if now - state.created_at < self.settings.authorization_rolling_timeout:
-                states.append(state)
-        return states, ""
-
-    def push(self, state: AuthorizationState, cookies: Mapping[str, str], now: float) -> list[str]:
-        """Set-Cookie values storing `state` next to the still-valid pending ones."""
-        if len(state.original_url) > MAX_RETURN_URL:
-            log.info("oidc: return URL longer than %d characters; the login returns to /", MAX_RETURN_URL)
-            state = replace(state, original_url="/")
-        states, _ = self.pending(cookies, now)
-        states = (states + [state])[-self.settings.max_pending_logins :]
-        return self._write(states, cookies, now)
-
-    def pop(self, state_value: str, cookies: Mapping[str, str], now: float) -> tuple[AuthorizationState | None, list[str]]:
-        """(the matching state, Set-Cookie values without it). Mismatch: (None, [])."""
-        states, reason = self.pending(cookies, now)
-        if not states:
-            if reason and reason != "no_cookie":
-                log.info("oidc: authorization cookie refused: %s", reason)
-            return None, expire_chunks(self.name, self.settings.authorization_attributes, cookies) if reason != "no_cookie" else []
-        wanted = state_value.encode("utf-8") if isinstance(state_value, str) else b""
-        match = None
-        for s in states:  # compare every entry: no early exit that timing could reveal
-            if hmac.compare_digest(s.state.encode("utf-8"), wanted) and match is None:
-                match = s
-        if match is None:
-            return None, []
-        rest = [s for s in states if s is not match]
-        return match, self._write(rest, cookies, now)
-
-    def clear(self, cookies: Mapping[str, str]) -> list[str]:
-        return expire_chunks(self.name, self.settings.authorization_attributes, cookies)
-
-    def _write(self, states: list[AuthorizationState], cookies: Mapping[str, str], now: float) -> list[str]:
-        attrs = self.settings.authorization_attributes
-        if not states:
-            return expire_chunks(self.name, attrs, cookies)
-        newest = max(s.created_at for s in states)
-        max_age = int(newest + self.settings.authorization_rolling_timeout - now)
-        value = self._box.seal_json({"p": [s.to_dict() for s in states]}, self.name)
-        return write_chunks(self.name, value, attrs, cookies, max_age=max(1, max_age), now=now)
+# Login round-trip cookies live in authorization.py; re-exported for existing imports.
+from kong_oidc_py.browser.session.authorization import AuthorizationStore  # noqa: E402
