@@ -297,6 +297,10 @@ OPTIONS: tuple[Option, ...] = (
     _opt("logout_methods", "array", "HTTP methods accepted for logout.",
          elements=_str(one_of=("GET", "POST", "DELETE")), default=("POST", "DELETE"), len_min=1,
          ko="logout_methods"),
+    _opt("logout_id_token_hint", "boolean", "Send the ID token as id_token_hint in the logout "
+         "redirect. false keeps the ID token out of URLs (browser history, IdP and proxy logs) and "
+         "sends client_id plus logout_hint (the IdP session id, when known) instead; the IdP must "
+         "accept logout without id_token_hint.", default=True),
     _opt("backchannel_logout_uri_suffix", "string", "Request path suffix of the OIDC Back-Channel "
          "Logout endpoint the identity provider POSTs logout tokens to (register route URL + suffix as "
          "the client's backchannel_logout_uri). Needs Redis: session_storage redis or "
@@ -427,6 +431,7 @@ class PluginConfig:
     refresh_tokens: bool
     logout_uri_suffix: str | None
     backchannel_logout_uri_suffix: str | None
+    logout_id_token_hint: bool
     logout_methods: tuple[str, ...]
     logout_redirect_uri: str | None
     # parsed forms

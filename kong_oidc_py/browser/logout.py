@@ -40,8 +40,12 @@ class LogoutSteps:
             end_session = None
         if isinstance(end_session, str) and end_session:
             params = {"client_id": self.config.client_id or ""}
-            if session is not None and session.id_token:
+            if session is not None and session.id_token and self.config.logout_id_token_hint:
                 params["id_token_hint"] = session.id_token
+            elif session is not None and session.sid:
+                # RP-Initiated Logout 1.0 section 2: an opaque hint; the IdP's own session id is
+                # the one value every IdP can match, and it is no credential.
+                params["logout_hint"] = session.sid
             if self.config.logout_redirect_uri:
                 params["post_logout_redirect_uri"] = self.config.logout_redirect_uri
             target = end_session + ("&" if "?" in end_session else "?") + urlencode(params)

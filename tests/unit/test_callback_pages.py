@@ -182,3 +182,36 @@ def test_session_too_large_gives_a_500_page_and_logs_the_option_to_change(monkey
     body = assert_page(out, 500)
     assert out.log["reason"] == "session_too_large" and "too large" in body
     assert "set session_storage to redis" in caplog.text and "41000 characters" in caplog.text
+
+
+# -- the logout redirect (item 6: what ends up in URLs and logs) ---------------------------------
+
+
+def logout(gw: Gateway, session_cookie: str):
+    metadata = dict(METADATA, end_session_endpoint=ISSUER + "/session/end")
+    gw.browser.provider.metadata = lambda: metadata
+    headers = {"Cookie": session_cookie, "Sec-Fetch-Site": "same-origin"}
+    return gw.handle(Req(headers, path="/app/logout", method="POST"))
+
+
+def session_with_id_token(gw: Gateway, sid: str | None = "idp-sid") -> tuple[str, str]:
+    now = time.time()
+    id_token = KEY.sign({"iss": ISSUER, "aud": "web", "sub": "alice", "iat": int(now), "exp": int(now) + 300})
+    session = Session.new(subject="alice", issuer=ISSUER, access_token="opaque", id_token=id_token,
+                          refresh_token=None, expires_at=now + 300, now=now, sid=sid)
+    return id_token, cookie_header(gw.browser.sessions.save(session, {}, now))
+
+
+def test_logout_redirect_carries_the_id_token_hint_by_default():
+    gw = gateway(logout_uri_suffix="/logout")
+    id_token, cookie = session_with_id_token(gw)
+    out = logout(gw, cookie)
+    assert out.status == 302 and "id_token_hint=" + id_token in out.response_headers["Location"]
+
+
+def test_logout_without_id_token_hint_sends_client_id_and_logout_hint_only():
+    gw = gateway(logout_uri_suffix="/logout", logout_id_token_hint=False)
+    id_token, cookie = session_with_id_token(gw)
+    location = logout(gw, cookie).response_headers["Location"]
+    assert id_token not in location and "id_token_hint" not in location
+    assert "client_id=web" in location and "logout_hint=idp-sid" in location
