@@ -256,7 +256,7 @@ def classify(err: BaseException) -> str:
 
 _CONFIG_REASONS = {
     "redis_auth_failed": "check session_redis_username/session_redis_password",
-    "redis_acl_denied": "the Redis ACL user needs GET SET DEL EXPIRE SADD SREM SMEMBERS EVALSHA on the prefix's keys",
+    "redis_acl_denied": "the Redis ACL user needs GET SET DEL EXISTS SMEMBERS EVALSHA SCRIPT (SADD TTL EXPIRE in scripts) on the prefix's keys",
     "redis_tls_failed": "check session_redis_ssl, session_redis_ssl_verify, session_redis_server_name and the CA",
     "redis_read_only": "the configured node is a replica: point at the master (or use Sentinel)",
 }
