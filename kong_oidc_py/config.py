@@ -218,6 +218,19 @@ OPTIONS: tuple[Option, ...] = (
     _opt("token_endpoint_auth_method", "string", "Client authentication at the token endpoint.",
          default="client_secret_basic", one_of=("client_secret_basic", "client_secret_post"),
          ko="token_endpoint_auth_method"),
+    _opt("response_type", "array", "Authorization response type: [code] (default), or [code, id_token] "
+         "for the hybrid flow, where the ID token from the front channel is checked (signature, "
+         "nonce, c_hash) before the code is exchanged. The hybrid flow needs response_mode form_post.",
+         elements=_str(one_of=("code", "id_token")), default=("code",), len_min=1, ko="response_type"),
+    _opt("response_mode", "string", "How the IdP returns the authorization response: query, or "
+         "form_post (a POST to redirect_uri: the code never appears in a URL or a request log; "
+         "needs session_cookie_secure, as the login cookie must be SameSite=None to come with "
+         "the IdP's cross-site POST).", default="query", one_of=("query", "form_post"),
+         ko="response_mode"),
+    _opt("require_pushed_authorization_requests", "boolean", "Send the authorization request "
+         "through the IdP's pushed_authorization_request_endpoint (RFC 9126) and only a "
+         "request_uri through the browser. A login fails (503) when the IdP does not advertise "
+         "the endpoint.", default=False, ko="require_pushed_authorization_requests"),
     _opt("authorization_cookie_name", "string", "Cookie holding the pending login (state, nonce, "
          "PKCE verifier).", default="authorization", ko="authorization_cookie_name"),
     _opt("authorization_rolling_timeout", "integer", "Seconds a started login may take.",
@@ -430,6 +443,9 @@ class PluginConfig:
     session_redis_sentinel_password: str | None = field(repr=False)
     refresh_tokens: bool
     logout_uri_suffix: str | None
+    response_type: tuple[str, ...]
+    response_mode: str
+    require_pushed_authorization_requests: bool
     backchannel_logout_uri_suffix: str | None
     logout_id_token_hint: bool
     logout_methods: tuple[str, ...]
@@ -696,6 +712,15 @@ def _check_cross_fields(v: dict[str, Any]) -> None:
             raise ConfigError(name, "is not a valid cookie name (RFC 6265 token)")
 
     _check_redis(v)
+    kinds = set(v["response_type"])
+    if len(kinds) != len(v["response_type"]) or "code" not in kinds:
+        raise ConfigError("response_type", "must be [code] or [code, id_token] (the plugin always exchanges a code)")
+    if "id_token" in kinds and v["response_mode"] != "form_post":
+        raise ConfigError("response_mode", "must be form_post with response_type [code, id_token] (the hybrid "
+                          "flow's default fragment never reaches the gateway)")
+    if v["response_mode"] == "form_post" and not v["session_cookie_secure"]:
+        raise ConfigError("response_mode", "form_post needs session_cookie_secure true: the login cookie must be "
+                          "SameSite=None to come back with the IdP's cross-site POST, and browsers require Secure for that")
     if v["backchannel_logout_uri_suffix"] is not None:
         if not browser:
             raise ConfigError("backchannel_logout_uri_suffix", "needs auth_methods authorization_code or session")

@@ -26,7 +26,7 @@ EVENT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 FETCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,47}")
-FETCH_KINDS = frozenset({"discovery", "jwks", "token", "introspection", "userinfo", "revocation"})
+FETCH_KINDS = frozenset({"discovery", "jwks", "token", "par", "introspection", "userinfo", "revocation"})
 FETCH_OUTCOMES = frozenset({"ok", "timeout", "unreachable", "tls", "status", "too_large", "bad_json", "invalid", "error"})
 REFRESH_OUTCOMES = frozenset({"refreshed", "shared", "failed", "no_refresh_token"})
 

@@ -17,9 +17,15 @@ import time
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlencode, urlsplit
 
+from kong_oidc_py.browser.authz_response import (
+    check_front_channel_id_token,
+    check_id_claims,
+    response_params,
+    same_subject,
+)
 from kong_oidc_py.browser.checks import at_hash, b64url as _b64url, pkce_pair
 from kong_oidc_py.browser.pages import NO_STORE, page
-from kong_oidc_py.browser.requests import safe_return_path, single_value
+from kong_oidc_py.browser.requests import safe_return_path
 from kong_oidc_py.browser.session.cookie import parse_cookie_header
 from kong_oidc_py.browser.session.model import AuthorizationState, Session
 from kong_oidc_py.browser.token_endpoint import TokenError, TokenResponse
@@ -57,7 +63,7 @@ class LoginSteps:
         set_cookies = list(extra_cookies or [])
         set_cookies += self.authorizations.push(state, parse_cookie_header(cookie_header), time.time())
         params = {
-            "response_type": "code",
+            "response_type": " ".join(self.config.response_type),
             "client_id": self.config.client_id,
             "redirect_uri": self.config.redirect_uri,
             "scope": " ".join(self.config.scopes),
@@ -66,6 +72,14 @@ class LoginSteps:
             "code_challenge": challenge,
             "code_challenge_method": "S256",
         }
+        if self.config.response_mode != "query":
+            params["response_mode"] = self.config.response_mode
+        if self.config.require_pushed_authorization_requests:
+            pushed = self._push_request(params)
+            if pushed is None:
+                return self._page_outcome(gw, policy, "par_failed",
+                                          *page(503, "Sign-in unavailable", "The sign-in cannot be started right now. Try again later."))
+            params = pushed
         sep = "&" if "?" in endpoint else "?"
         fields = gw._log_fields(None, policy.name, "redirect", reason="login_required")
         return Outcome(
@@ -73,6 +87,21 @@ class LoginSteps:
             response_headers={"Location": endpoint + sep + urlencode(params), "Set-Cookie": set_cookies, **NO_STORE},
             log=fields,
         )
+
+    def _push_request(self, params: dict[str, str]) -> dict[str, str] | None:
+        """RFC 9126: the parameters go to the IdP directly; the browser carries only client_id and
+        request_uri. None (logged) when the IdP has no PAR endpoint or refuses."""
+        endpoint = self.provider.metadata().get("pushed_authorization_request_endpoint")
+        if not isinstance(endpoint, str) or not endpoint:
+            log.error("oidc: require_pushed_authorization_requests is on but the IdP advertises no "
+                      "pushed_authorization_request_endpoint: logins fail until it does or the option is off")
+            return None
+        try:
+            request_uri = self.tokens.push_authorization_request(endpoint, params)
+        except (ProviderError, TokenError) as err:
+            log.warning("oidc: pushed authorization request failed: %s", getattr(err, "error", None) or err.reason)
+            return None
+        return {"client_id": self.config.client_id or "", "request_uri": request_uri}
 
     def _callback(self, req: "RequestView", cookie_header: str, gw: "Gateway", policy: "MatchedPolicy") -> "Outcome":
         q = self._callback_params(req)
@@ -90,11 +119,19 @@ class LoginSteps:
                                       *page(401, "Sign-in failed", "The identity provider sent no authorization code.", retry),
                                       set_cookies=clear_cookies)
         try:
+            front = None
+            if "id_token" in self.config.response_type:
+                # Hybrid flow: the front-channel ID token is checked before the code is used.
+                failing = "front_id_token"
+                front = check_front_channel_id_token(self.id_verifier, q.get("id_token"), client_id=self.config.client_id,
+                                                     nonce=pending.nonce, code=code, state=pending.state)
             endpoint = self.provider.metadata()["token_endpoint"]
             tokens = self.tokens.exchange_code(endpoint, code=code, redirect_uri=self.config.redirect_uri,
                                                code_verifier=pending.code_verifier)
             failing = "id_token"
             id_claims = self._verify_id_token(tokens, pending.nonce)
+            if front is not None:
+                same_subject(front, id_claims)
             failing = "access_token"
             access_claims = self._access_claims(tokens, id_claims)
         except (ProviderError, KeyError):
@@ -129,7 +166,8 @@ class LoginSteps:
         from kong_oidc_py.gateway import Outcome
 
         fields = gw._log_fields(access_claims, policy.name, "login", auth_method="authorization_code")
-        return Outcome(status=302, body="",
+        # 303 after the IdP's form_post: the browser follows with a GET.
+        return Outcome(status=303 if self.config.response_mode == "form_post" else 302, body="",
                        response_headers={"Location": pending.original_url, "Set-Cookie": set_cookies, **NO_STORE},
                        log=fields)
 
@@ -137,15 +175,8 @@ class LoginSteps:
         if not tokens.id_token:
             raise InvalidToken("missing_id_token", "no ID token in the token response")
         claims = self.id_verifier.verify(tokens.id_token)
-        data = claims.data
-        aud = data.get("aud")
-        audiences = [aud] if isinstance(aud, str) else [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
-        if len(audiences) > 1 and data.get("azp") != self.config.client_id:
-            raise InvalidToken("bad_audience", "the ID token's azp is not this client")
-        got_nonce = data.get("nonce")
-        if not isinstance(got_nonce, str) or not hmac.compare_digest(got_nonce.encode(), nonce.encode()):
-            raise InvalidToken("bad_nonce", "the ID token's nonce does not match this login")
-        expected_at_hash = data.get("at_hash")
+        check_id_claims(claims, client_id=self.config.client_id, nonce=nonce)
+        expected_at_hash = claims.data.get("at_hash")
         if expected_at_hash is not None:
             if not isinstance(expected_at_hash, str) or not hmac.compare_digest(
                     expected_at_hash.encode(), at_hash(tokens.access_token, claims.alg).encode()):
@@ -174,7 +205,7 @@ class LoginSteps:
     # -- callback failures: say which one, and where to start again ------------------------
 
     def _callback_params(self, req: "RequestView") -> dict[str, str | None]:
-        return {k: single_value(v) for k, v in req.query().items() if isinstance(k, str)}
+        return response_params(req, self.config.response_mode)
 
     def _app_root(self) -> str:
         """Where "Try again" goes when the page the user asked for is unknown: the directory of

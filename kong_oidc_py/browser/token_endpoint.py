@@ -76,23 +76,37 @@ class TokenClient:
             form["scope"] = scope
         return self._post(endpoint, form)
 
+    def push_authorization_request(self, endpoint: str, params: dict[str, str]) -> str:
+        """RFC 9126: POST the authorization request (client-authenticated) and return the
+        `request_uri` to send the browser with. Raises TokenError / ProviderError."""
+        status, data = self._measured("par", endpoint, params)
+        if status not in (200, 201):
+            raise _error(data)
+        request_uri = data.get("request_uri")
+        if not isinstance(request_uri, str) or not request_uri or len(request_uri) > 2048:
+            raise TokenError("invalid_response", "no request_uri in the pushed authorization response")
+        return request_uri
+
     def _post(self, endpoint: str, form: dict[str, str]) -> TokenResponse:
+        status, data = self._measured("token", endpoint, form)
+        if status != 200:
+            raise _error(data)
+        return _parse(data)
+
+    def _measured(self, kind: str, endpoint: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         started = time.monotonic()
         outcome = "error"
         try:
-            response = self._exchange(endpoint, form)
-            outcome = "ok"
-            return response
-        except TokenError:
-            outcome = "status"  # the IdP answered with an OAuth error
-            raise
+            status, data = self._call(endpoint, form)
+            outcome = "ok" if status in (200, 201) else "status"  # "status": the IdP answered with an OAuth error
+            return status, data
         except ProviderError as exc:
             outcome = fetch_outcome(exc)
             raise
         finally:
-            metrics.idp_fetch(self._issuer, "token", outcome, time.monotonic() - started)
+            metrics.idp_fetch(self._issuer, kind, outcome, time.monotonic() - started)
 
-    def _exchange(self, endpoint: str, form: dict[str, str]) -> TokenResponse:
+    def _call(self, endpoint: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         headers = {"Accept": "application/json"}
         if self._auth_method == "client_secret_post":
             form = {**form, "client_id": self._client_id, "client_secret": self._client_secret}
@@ -116,11 +130,13 @@ class TokenClient:
             data = None
         if not isinstance(data, dict):
             raise ProviderError("token_endpoint_failed", f"token endpoint answered {status} without a JSON object")
-        if status != 200:
-            error = data.get("error") if isinstance(data.get("error"), str) else "server_error"
-            description = data.get("error_description") if isinstance(data.get("error_description"), str) else ""
-            raise TokenError(error[:64], description[:200])
-        return _parse(data)
+        return status, data
+
+
+def _error(data: Mapping[str, Any]) -> TokenError:
+    error = data.get("error") if isinstance(data.get("error"), str) else "server_error"
+    description = data.get("error_description") if isinstance(data.get("error_description"), str) else ""
+    return TokenError(error[:64], description[:200])
 
 
 def _parse(data: Mapping[str, Any]) -> TokenResponse:

@@ -104,6 +104,9 @@ const accessTokenUserClaims = config.access_token_user_claims
   ?? ['groups', 'roles', 'realm_access', 'preferred_username', 'email'];
 
 const redirectUris = config.redirect_uris ?? ['http://127.0.0.1/callback'];
+// ['code'] by default; add 'code id_token' to offer the hybrid flow to the default web clients.
+const responseTypes = config.response_types ?? ['code'];
+const hybrid = responseTypes.some((t) => t.includes('id_token'));
 const postLogoutRedirectUris = config.post_logout_redirect_uris ?? ['http://127.0.0.1/logged-out'];
 // true (default): `web` clients are registered as application_type "native", for which
 // oidc-provider ignores the port of loopback http redirect URIs (RFC 8252 7.3), so one provider
@@ -113,8 +116,9 @@ const loopbackAnyPort = config.loopback_any_port ?? true;
 function defaultClients() {
   const web = {
     application_type: loopbackAnyPort ? 'native' : 'web',
-    grant_types: ['authorization_code', 'refresh_token'],
-    response_types: ['code'],
+    // The hybrid flow's front-channel ID token needs the implicit grant in oidc-provider.
+    grant_types: ['authorization_code', 'refresh_token', ...(hybrid ? ['implicit'] : [])],
+    response_types: responseTypes,
     redirect_uris: redirectUris,
     post_logout_redirect_uris: postLogoutRedirectUris,
     allowed_scopes: 'read write admin',
@@ -388,7 +392,7 @@ function build(issuer) {
       const { dispatcher, ...rest } = options;
       return fetch(url, rest);
     },
-    responseTypes: ['code'],
+    responseTypes,
     pkce: { required: () => config.pkce_required ?? true },
     // Refresh tokens for every client allowed the refresh_token grant, offline_access or not
     // (without offline_access they end with the OP session, oidc-provider's expiresWithSession).

@@ -102,6 +102,8 @@ class SessionSettings:
     refresh_lock_wait_ms: int = 15000
     # Cookie storage: check and write revocation records in Redis (Redis storage always revokes).
     revocation: bool = False
+    # response_mode form_post: the login cookie must come with a cross-site POST.
+    form_post: bool = False
 
     def __post_init__(self) -> None:
         if not self.secrets:
@@ -121,6 +123,10 @@ class SessionSettings:
 
     @property
     def authorization_attributes(self) -> CookieAttributes:
+        # form_post: the callback is a cross-site POST from the IdP's page, which only carries
+        # SameSite=None cookies (Secure, checked in config). `state` is the CSRF defence there.
+        if self.form_post:
+            return replace(self.attributes, samesite="None", secure=True)
         # The callback is a cross-site top-level GET from the IdP: a Strict cookie would not be
         # sent with it, Lax is.
         if self.attributes.samesite == "Strict":
@@ -162,6 +168,7 @@ class SessionSettings:
             authorization_rolling_timeout=int(opt("authorization_rolling_timeout", 600)),
             redis=redis,
             revocation=bool(getattr(config, "session_revocation_redis", False)),
+            form_post=getattr(config, "response_mode", "query") == "form_post",
             # A refresh is one token-endpoint call: hold/wait for that long plus slack.
             refresh_lock_ttl_ms=timeout_ms + 5000,
             refresh_lock_wait_ms=timeout_ms + 5000,
