@@ -100,15 +100,16 @@ class BrowserFlow(LoginSteps, LogoutSteps):
                                       *page(503, "Temporarily unavailable", "Sessions are unavailable right now. Try again shortly."))
 
     def _handle(self, req: "RequestView", policy: "MatchedPolicy", gw: "Gateway") -> "Outcome | None":
-        if self.backchannel is not None and req.method() == "POST" \
-                and req.path().endswith(self.config.backchannel_logout_uri_suffix or "\0"):
-            # Server to server from the IdP: no cookie, no navigation, no bearer token.
-            return self.backchannel.handle(req, gw, policy)
         if "authorization" in req.headers:
             # An API client: the bearer path decides. Checked before the path is read (one PDK
             # round trip): the IdP's redirect to the callback never carries Authorization, and
             # a bearer client has no cookie session to log out.
             return None
+        if self.backchannel is not None and req.method() == "POST" \
+                and req.path().endswith(self.config.backchannel_logout_uri_suffix or "\0"):
+            # Server to server from the IdP (Back-Channel Logout 2.5: a form POST with no client
+            # authentication): no cookie, no navigation, no bearer token.
+            return self.backchannel.handle(req, gw, policy)
         cookie_header = "; ".join(req.headers.get("cookie") or [])
         path = req.path()
         if self.redirect_path and path == self.redirect_path:
