@@ -215,3 +215,18 @@ def test_logout_without_id_token_hint_sends_client_id_and_logout_hint_only():
     location = logout(gw, cookie).response_headers["Location"]
     assert id_token not in location and "id_token_hint" not in location
     assert "client_id=web" in location and "logout_hint=idp-sid" in location
+
+
+# -- start-time warnings -------------------------------------------------------------------------
+
+
+def test_cookie_sessions_without_revocation_warn_that_logout_cannot_revoke(caplog):
+    with caplog.at_level(logging.WARNING, logger="kong_oidc_py"):
+        gateway()
+    assert "a copied session cookie keeps working" in caplog.text
+
+
+def test_cookie_sessions_with_redis_revocation_do_not_warn(caplog):
+    with caplog.at_level(logging.WARNING, logger="kong_oidc_py"):
+        gateway(session_revocation_redis=True)
+    assert "a copied session cookie keeps working" not in caplog.text

@@ -179,3 +179,12 @@ def test_client_for_a_closed_port_fails_within_the_connect_timeout():
     with pytest.raises(RedisUnavailable):
         guard.call("get", guard.client.get, "k")
     assert time.monotonic() - started < 1.5
+
+
+def test_tls_without_verification_warns_at_start(caplog):
+    from kong_oidc_py.browser.session.store import RedisStore, SessionSettings
+
+    settings = SessionSettings(secrets=("s" * 40,), storage="redis", redis=RedisSettings(ssl=True, ssl_verify=False))
+    with caplog.at_level(logging.WARNING, logger="kong_oidc_py"):
+        RedisStore(settings)
+    assert "session_redis_ssl_verify is false" in caplog.text
