@@ -35,7 +35,8 @@ log = logging.getLogger("kong_oidc_py")
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 MAX_BODY = 64 * 1024
 HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-# A jti is remembered until the token expires (plus leeway), at least a minute, at most a day.
+# A jti is remembered until the token expires (plus leeway), at least a minute; tokens valid
+# for more than a day are refused, so a jti is never forgotten while its token still verifies.
 MIN_JTI_TTL, MAX_JTI_TTL = 60, 86400
 
 
@@ -122,6 +123,10 @@ class BackchannelLogout:
             raise LogoutTokenError("logout_token_bad_sub", "the logout token's sub is not a string")
         if not sid and not sub:
             raise LogoutTokenError("logout_token_no_subject", "the logout token has neither sid nor sub")
+        exp = data.get("exp")
+        if isinstance(exp, (int, float)) and exp - self.clock() > MAX_JTI_TTL:
+            # Its jti could not be remembered for as long as it stays valid: a replay window.
+            raise LogoutTokenError("logout_token_lifetime_too_long", "the logout token expires too far in the future")
         jti = data.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > 256:
             raise LogoutTokenError("logout_token_missing_jti", "the logout token has no jti")

@@ -139,6 +139,7 @@ def test_replayed_jti_is_refused():
     ({"sid": 42}, "logout_token_bad_sid"),
     ({"sub": ""}, "logout_token_bad_sub"),
     ({"jti": 7}, "logout_token_missing_jti"),
+    ({"exp": NOW + 2 * 86400}, "logout_token_lifetime_too_long"),
 ])
 def test_claims_that_break_the_logout_token_rules_are_refused(overrides, reason):
     flow, revocations = endpoint()
