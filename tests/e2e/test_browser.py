@@ -277,7 +277,14 @@ def test_session_cookie_attributes(stack, page, context):
     assert session["secure"] is False  # session_cookie_secure false for http loopback
     assert session["sameSite"] == "Lax"
     assert session["path"] == "/"
-    assert not cookies_named(context, "authorization")  # the pending login is consumed
+    # The pending login is consumed; what stays (for authorization_rolling_timeout) is only the
+    # completed marker that lets a reloaded callback go back to the page.
+    from kong_oidc_py.browser.session.authorization import AuthorizationStore
+    from kong_oidc_py.browser.session.store import SessionSettings
+
+    store = AuthorizationStore(SessionSettings(secrets=(SESSION_SECRET,)))
+    jar = {c["name"]: c["value"] for c in cookies_named(context, "authorization")}
+    assert store.pending(jar, time.time())[0] == []
 
 
 def test_logs_never_contain_tokens_or_session_cookies(stack, page, context):
