@@ -13,6 +13,7 @@ space-separated words inside one item must all hold (AND).
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -121,8 +122,10 @@ OPTIONS: tuple[Option, ...] = (
     _opt("token_cache_size", "integer", "Maximum number of cached token verifications per "
          "plugin instance.", default=10000, between=(1, 1000000)),
     # -- bearer tokens ----------------------------------------------------------------------
-    _opt("auth_methods", "array", "Enabled authentication methods: bearer, authorization_code, "
-         "session.", elements=_str(one_of=("bearer", "authorization_code", "session")),
+    _opt("auth_methods", "array", "Enabled authentication methods: bearer (JWT access tokens "
+         "verified locally), introspection (opaque tokens checked at the IdP, RFC 7662), "
+         "authorization_code, session.",
+         elements=_str(one_of=("bearer", "introspection", "authorization_code", "session")),
          default=("bearer",), len_min=1, ko="auth_methods"),
     _opt("bearer_token_param_type", "array", "Where a bearer token may be sent: header "
          "(Authorization), cookie, query (access_token parameter).",
@@ -162,6 +165,37 @@ OPTIONS: tuple[Option, ...] = (
          "or c_hash claims).", default=False),
     _opt("max_token_size", "integer", "Largest accepted token in bytes; bigger ones are refused "
          "before parsing.", default=8192, between=(256, 65536)),
+    # -- opaque tokens: introspection (RFC 7662) --------------------------------------------
+    _opt("introspection_endpoint", "string", "RFC 7662 introspection endpoint; unset: the "
+         "discovery document's introspection_endpoint. Used when auth_methods contains "
+         "introspection.", ko="introspection_endpoint"),
+    _opt("introspection_endpoint_auth_method", "string", "Client authentication at the "
+         "introspection endpoint (client_id with client_secret, or client_jwk for private_key_jwt).",
+         default="client_secret_basic",
+         one_of=("client_secret_basic", "client_secret_post", "private_key_jwt"),
+         ko="introspection_endpoint_auth_method"),
+    _opt("client_jwk", "string", "Private JWK (JSON text) signing the private_key_jwt client "
+         "assertion (RFC 7523). Kong Enterprise's client_jwk is an array of records; here it is "
+         "one key.", secret=True),
+    _opt("introspection_hint", "string", "token_type_hint sent with each introspection request.",
+         default="access_token", ko="introspection_hint"),
+    _opt("introspection_accept", "string", "Answer format asked for: application/json, or "
+         "application/token-introspection+jwt (RFC 9701: a JWT signed by the issuer, verified "
+         "with its keys; aud must be client_id).", default="application/json",
+         one_of=("application/json", "application/token-introspection+jwt"), ko="introspection_accept"),
+    _opt("introspect_jwt_tokens", "boolean", "Introspect JWT access tokens too, instead of "
+         "verifying them locally (revocation is then seen at once, at one IdP call per token "
+         "and cache_ttl).", default=False, ko="introspect_jwt_tokens"),
+    _opt("cache_introspection", "boolean", "Cache introspection answers under a hash of the "
+         "token: active ones until the earlier of exp and cache_ttl, inactive ones for "
+         "introspection_negative_cache_ttl.", default=True, ko="cache_introspection"),
+    _opt("introspection_negative_cache_ttl", "integer", "Seconds an active=false answer is "
+         "remembered (0: never).", default=5, between=(0, 300)),
+    _opt("introspection_headers_names", "array", "Extra header names sent to the introspection "
+         "endpoint.", elements=_str(), default=(), ko="introspection_headers_names"),
+    _opt("introspection_headers_values", "array", "Values of introspection_headers_names, same "
+         "length and order (may hold API keys: treated as secrets).", elements=_str(), default=(),
+         secret=True, ko="introspection_headers_values"),
     _opt("realm", "string", "Realm sent in WWW-Authenticate challenges.", default="kong", len_max=256),
     _opt("run_on_preflight", "boolean", "Authenticate CORS preflight requests too; false lets "
          "them pass.", default=True, ko="run_on_preflight"),
@@ -333,6 +367,16 @@ class PluginConfig:
     token_type_required: bool
     reject_id_tokens: bool
     max_token_size: int
+    introspection_endpoint: str | None
+    introspection_endpoint_auth_method: str
+    client_jwk: str | None = field(repr=False)
+    introspection_hint: str | None
+    introspection_accept: str
+    introspect_jwt_tokens: bool
+    cache_introspection: bool
+    introspection_negative_cache_ttl: int
+    introspection_headers_names: tuple[str, ...]
+    introspection_headers_values: tuple[str, ...] = field(repr=False)
     realm: str
     run_on_preflight: bool
     hide_credentials: bool
@@ -592,6 +636,42 @@ def _parse_policy(raw: Mapping[str, Any], path: str) -> PolicyConfig:
     )
 
 
+def _check_introspection(v: dict[str, Any]) -> None:
+    if not v["client_id"]:
+        raise ConfigError("client_id", "required when auth_methods contains introspection "
+                          "(the introspection endpoint authenticates its callers)")
+    method = v["introspection_endpoint_auth_method"]
+    if method == "private_key_jwt":
+        if not v["client_jwk"]:
+            raise ConfigError("client_jwk", "required when introspection_endpoint_auth_method is private_key_jwt")
+        from kong_oidc_py.verification.introspection import private_key_from_jwk
+
+        try:
+            jwk = json.loads(v["client_jwk"])
+            if not isinstance(jwk, dict):
+                raise ValueError("not a JSON object")
+            private_key_from_jwk(jwk)
+        except ValueError as err:
+            # The message names what is wrong, never the key material.
+            raise ConfigError("client_jwk", f"is not a private JWK: {str(err)[:120]}") from None
+    elif not v["client_secret"]:
+        raise ConfigError("client_secret", f"required when introspection_endpoint_auth_method is {method}")
+    url = v["introspection_endpoint"]
+    if url is not None:
+        check_absolute_url(url, "introspection_endpoint", allow_query=True)
+        parts = urlsplit(url)
+        if parts.scheme == "http" and not v["allow_insecure_issuer"] and not is_loopback_host(parts.hostname):
+            raise ConfigError("introspection_endpoint", "http is only allowed on loopback hosts unless "
+                              "allow_insecure_issuer is set (the token travels in the request)")
+    names, values = v["introspection_headers_names"], v["introspection_headers_values"]
+    if len(names) != len(values):
+        raise ConfigError("introspection_headers_values", "must have as many items as introspection_headers_names")
+    for i, name in enumerate(names):
+        _header_name(name, f"introspection_headers_names[{i}]")
+        if name.lower() in ("content-type", "accept"):
+            raise ConfigError(f"introspection_headers_names[{i}]", "is set by the plugin")
+
+
 def _check_cross_fields(v: dict[str, Any]) -> None:
     _check_issuer(v["issuer"], v["allow_insecure_issuer"])
 
@@ -639,6 +719,9 @@ def _check_cross_fields(v: dict[str, Any]) -> None:
     for name in ("session_cookie_name", "authorization_cookie_name", "bearer_token_cookie_name"):
         if v[name] is not None and not _TOKEN_RE.match(v[name]):
             raise ConfigError(name, "is not a valid cookie name (RFC 6265 token)")
+
+    if "introspection" in methods:
+        _check_introspection(v)
 
     policy_names: set[str] = set()
     for i, policy in enumerate(v["policies"]):

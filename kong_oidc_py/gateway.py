@@ -36,6 +36,7 @@ from kong_oidc_py.paths import PATH_DESCRIPTIONS, judge_path
 from kong_oidc_py.verification.extractor import bearer_removal, extract, query_without_token
 from kong_oidc_py.policy import MatchedPolicy, PolicySet
 from kong_oidc_py.idp.provider import Provider, ProviderSettings, get_provider
+from kong_oidc_py.verification.access import AccessTokens
 from kong_oidc_py.verification.verify import Claims, Verifier, VerifyOptions
 
 log = logging.getLogger("kong_oidc_py")
@@ -115,6 +116,7 @@ class Gateway:
         self._set_by_other_plugin = frozenset(name.lower() for name in KONG_CONSUMER_HEADERS)
         self.provider: Provider = get_provider(config.issuer, ProviderSettings.from_config(config))
         self.verifier = Verifier(self.provider, VerifyOptions.from_config(config))
+        self.tokens = AccessTokens.from_config(config, self.provider, self.verifier)
         self.browser = None
         if "authorization_code" in config.auth_methods or "session" in config.auth_methods:
             from kong_oidc_py.browser.login import BrowserFlow
@@ -187,13 +189,13 @@ class Gateway:
             token = extract(req.headers, cfg, query)
             if token is None:
                 raise MissingToken()
-            claims = self.verifier.verify(token)
+            claims, how = self.tokens.check(token)
             policy.requirement.evaluate(claims.data)
             consumer, credential = self.consumer_for(req, claims)
         except AuthError as err:
             return self._deny_or_anonymous(req, err, policy)
         outcome = self._allow(
-            req, claims, policy_name=policy.name, decision="allow", auth_method="bearer",
+            req, claims, policy_name=policy.name, decision="allow", auth_method=how,
             consumer=consumer, credential=credential,
         )
         if cfg.hide_credentials:

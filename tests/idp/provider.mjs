@@ -141,7 +141,7 @@ function defaultClients() {
 // (oidc-provider's own `scope` metadata only governs OpenID scopes such as openid/profile/email.)
 const clientExtraClaims = new Map();
 const clientAllowedScopes = new Map();
-const clients = (config.clients ?? defaultClients()).map((c) => {
+const clients = [...(config.clients ?? defaultClients()), ...(config.extra_clients ?? [])].map((c) => {
   const { extra_claims: extra, allowed_scopes: allowed, ...metadata } = c;
   if (extra) clientExtraClaims.set(metadata.client_id, extra);
   if (allowed !== undefined) clientAllowedScopes.set(metadata.client_id, new Set(allowed.split(' ')));
@@ -384,6 +384,7 @@ function build(issuer) {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
+      jwtIntrospection: { enabled: config.jwt_introspection ?? false },
       revocation: { enabled: true },
       rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
       resourceIndicators: {

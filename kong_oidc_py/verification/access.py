@@ -1,0 +1,42 @@
+"""Which check an access token gets: local JWT verification or RFC 7662 introspection.
+
+A token that is not shaped like a JWS (three dot-separated segments) cannot be verified
+locally, so with `introspection` enabled it goes to the IdP; a JWT goes to the IdP too when
+`introspect_jwt_tokens` is set or `bearer` (local verification) is not enabled. Without
+introspection every token is verified locally (an opaque one fails as `malformed`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kong_oidc_py.verification.introspection import Introspector
+from kong_oidc_py.verification.verify import Claims, Verifier
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2
+
+
+class AccessTokens:
+    def __init__(self, verifier: Verifier, introspector: Introspector | None, *, introspect_jwts: bool) -> None:
+        self.verifier = verifier
+        self.introspector = introspector
+        self.introspect_jwts = introspect_jwts
+
+    @classmethod
+    def from_config(cls, config: Any, provider: Any, verifier: Verifier) -> "AccessTokens":
+        introspector = None
+        if "introspection" in config.auth_methods:
+            from kong_oidc_py.verification.introspection import IntrospectionOptions
+
+            introspector = Introspector(provider, verifier, IntrospectionOptions.from_config(config))
+        introspect_jwts = bool(config.introspect_jwt_tokens) or "bearer" not in config.auth_methods
+        return cls(verifier, introspector, introspect_jwts=introspect_jwts)
+
+    def check(self, token: str) -> tuple[Claims, str]:
+        """(claims, how) with how = "bearer" or "introspection"; InvalidToken otherwise."""
+        introspector = self.introspector
+        if introspector is not None and (self.introspect_jwts or not looks_like_jwt(token)):
+            return introspector.introspect(token), "introspection"
+        return self.verifier.verify(token), "bearer"
