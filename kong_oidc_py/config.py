@@ -98,11 +98,36 @@ POLICY_FIELDS: tuple[Option, ...] = (
          keys=_str(), values=_strings(len_min=1)),
 )
 
+ISSUER_FIELDS: tuple[Option, ...] = (
+    _opt("issuer", "string", "Issuer URL (or its discovery URL). May contain {tenant}, replaced by "
+         "each of tenants.", required=True),
+    _opt("tenants", "array", "Allowed tenants for an issuer containing {tenant} (e.g. Entra ID "
+         "tenant ids); each becomes one trusted issuer.", elements=_str(), default=()),
+    _opt("audience_required", "array", "Accepted audiences for this issuer; unset: the "
+         "plugin-level audience_required.", elements=_str()),
+    _opt("audience_claim", "array", "Audience claim path for this issuer; unset: plugin-level.",
+         elements=_str(), len_min=1),
+    _opt("scopes_claim", "array", "Scopes claim path for this issuer (e.g. scp); unset: "
+         "plugin-level.", elements=_str(), len_min=1),
+    _opt("groups_claim", "array", "Groups claim path for this issuer; unset: plugin-level.",
+         elements=_str(), len_min=1),
+    _opt("roles_claim", "array", "Roles claim path for this issuer; unset: plugin-level.",
+         elements=_str(), len_min=1),
+)
+# Tenants go into the issuer URL path: one URL-safe segment each, nothing that could move the
+# issuer elsewhere ("/", "..", "?", "#", "@").
+_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
 OPTIONS: tuple[Option, ...] = (
     # -- provider ---------------------------------------------------------------------------
     _opt("issuer", "string", "Issuer URL, or its discovery document URL ending in "
          "/.well-known/openid-configuration. Absolute http(s), no query or fragment.", required=True,
          ko="issuer"),
+    _opt("issuers", "array", "More trusted issuers for bearer JWTs, each with its own discovery "
+         "and keys and optionally its own audience and claim paths. The token's unverified iss "
+         "only selects among these; any other iss is refused without a network call. Browser "
+         "login and introspection use issuer only.",
+         elements=Option("", "record", fields=ISSUER_FIELDS), default=(), len_max=64),
     _opt("allow_insecure_issuer", "boolean", "Allow plain http issuer and jwks_uri on non-loopback "
          "hosts. For local development only, never in production.", default=False),
     _opt("ssl_verify", "boolean", "Verify the TLS certificate of the identity provider.", default=True,
@@ -336,10 +361,23 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class IssuerConfig:
+    """One extra trusted issuer (a tenant template is expanded into one per tenant)."""
+
+    issuer: str
+    audience_required: tuple[str, ...] | None
+    audience_claim: ClaimPath | None
+    scopes_claim: ClaimPath | None
+    groups_claim: ClaimPath | None
+    roles_claim: ClaimPath | None
+
+
+@dataclass(frozen=True)
 class PluginConfig:
     """Option values under their option names (arrays as tuples), plus parsed forms."""
 
     issuer: str
+    issuers: tuple[IssuerConfig, ...]
     allow_insecure_issuer: bool
     ssl_verify: bool
     timeout: int
@@ -672,8 +710,49 @@ def _check_introspection(v: dict[str, Any]) -> None:
             raise ConfigError(f"introspection_headers_names[{i}]", "is set by the plugin")
 
 
+def _parse_issuers(v: dict[str, Any]) -> tuple[IssuerConfig, ...]:
+    from kong_oidc_py.idp.discovery import split_issuer
+
+    seen = {split_issuer(v["issuer"])[0]}
+    out = []
+    for i, raw in enumerate(v["issuers"]):
+        path = f"issuers[{i}]"
+        template, tenants = raw["issuer"], raw["tenants"]
+        if ("{tenant}" in template) != bool(tenants):
+            raise ConfigError(f"{path}.tenants", "an issuer with {tenant} needs tenants, and tenants need "
+                              "{tenant} in the issuer")
+        for j, tenant in enumerate(tenants):
+            if not _TENANT_RE.match(tenant) or ".." in tenant:
+                raise ConfigError(f"{path}.tenants[{j}]", "must be one URL path segment "
+                                  "(letters, digits, '.', '_', '-')")
+        for expanded in [template.replace("{tenant}", t) for t in tenants] or [template]:
+            if "{" in expanded or "}" in expanded:
+                raise ConfigError(f"{path}.issuer", "the only placeholder is {tenant}")
+            check_absolute_url(expanded, f"{path}.issuer", allow_query=False)
+            parts = urlsplit(expanded)
+            if parts.scheme == "http" and not v["allow_insecure_issuer"] and not is_loopback_host(parts.hostname):
+                raise ConfigError(f"{path}.issuer", "http is only allowed on loopback hosts unless "
+                                  "allow_insecure_issuer is set")
+            exact = split_issuer(expanded)[0]
+            if exact in seen:
+                raise ConfigError(f"{path}.issuer", f"issuer {exact} is listed twice")
+            seen.add(exact)
+            out.append(IssuerConfig(
+                issuer=expanded,
+                audience_required=raw["audience_required"],
+                audience_claim=raw["audience_claim"],
+                scopes_claim=raw["scopes_claim"],
+                groups_claim=raw["groups_claim"],
+                roles_claim=raw["roles_claim"],
+            ))
+    if len(out) > 256:
+        raise ConfigError("issuers", "at most 256 issuers after tenant expansion")
+    return tuple(out)
+
+
 def _check_cross_fields(v: dict[str, Any]) -> None:
     _check_issuer(v["issuer"], v["allow_insecure_issuer"])
+    v["issuers"] = _parse_issuers(v)
 
     algs = v["signing_algs"]
     if any(a in HMAC_ALGS for a in algs) and not v["hmac_secret"]:
@@ -790,11 +869,12 @@ def options_markdown() -> str:
         lines.append("| " + " | ".join(_md_cell(c) for c in (
             f"`{opt.name}`", _md_type(opt), _md_default(opt), f"`{opt.ko}`" if opt.ko else "-",
             opt.description)) + " |")
-    lines += ["", "`policies[]` record:", "", "| field | type | default | description |", "|---|---|---|---|"]
-    for opt in POLICY_FIELDS:
-        default = "{}" if opt.type == "map" else _md_default(opt)
-        lines.append("| " + " | ".join(_md_cell(c) for c in (
-            f"`{opt.name}`", _md_type(opt), default, opt.description)) + " |")
+    for title, fields in (("`policies[]` record:", POLICY_FIELDS), ("`issuers[]` record:", ISSUER_FIELDS)):
+        lines += ["", title, "", "| field | type | default | description |", "|---|---|---|---|"]
+        for opt in fields:
+            default = "{}" if opt.type == "map" else _md_default(opt)
+            lines.append("| " + " | ".join(_md_cell(c) for c in (
+                f"`{opt.name}`", _md_type(opt), default, opt.description)) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -116,7 +116,8 @@ class Gateway:
         self._set_by_other_plugin = frozenset(name.lower() for name in KONG_CONSUMER_HEADERS)
         self.provider: Provider = get_provider(config.issuer, ProviderSettings.from_config(config))
         self.verifier = Verifier(self.provider, VerifyOptions.from_config(config))
-        self.tokens = AccessTokens.from_config(config, self.provider, self.verifier)
+        self.tokens = AccessTokens.from_config(config, self.provider, self.verifier,
+                                               lambda issuer, settings: get_provider(issuer, settings))
         self.browser = None
         if "authorization_code" in config.auth_methods or "session" in config.auth_methods:
             from kong_oidc_py.browser.login import BrowserFlow
@@ -189,14 +190,14 @@ class Gateway:
             token = extract(req.headers, cfg, query)
             if token is None:
                 raise MissingToken()
-            claims, how = self.tokens.check(token)
-            policy.requirement.evaluate(claims.data)
+            claims, how, paths = self.tokens.check(token)
+            policy.requirement.evaluate(claims.data, paths=paths)
             consumer, credential = self.consumer_for(req, claims)
         except AuthError as err:
             return self._deny_or_anonymous(req, err, policy)
         outcome = self._allow(
             req, claims, policy_name=policy.name, decision="allow", auth_method=how,
-            consumer=consumer, credential=credential,
+            consumer=consumer, credential=credential, claim_paths=paths,
         )
         if cfg.hide_credentials:
             self._hide_credentials(req, outcome, query)
@@ -246,6 +247,7 @@ class Gateway:
         response_headers: Mapping[str, str | list[str]] | None = None,
         consumer: dict | None = None,
         credential: dict | None = None,
+        claim_paths: Any = None,
     ) -> Outcome:
         cfg = self.config
         upstream_set = self.identity(claims)
@@ -258,7 +260,8 @@ class Gateway:
         groups = [cfg.guard_group]
         if claims is not None and cfg.authenticated_groups_claim:
             groups.extend(v for v in claim_values(claims.data, [cfg.authenticated_groups_claim]) if v != cfg.guard_group)
-        log_fields = self._log_fields(claims, policy_name, decision, auth_method=auth_method)
+        log_fields = self._log_fields(claims, policy_name, decision, auth_method=auth_method,
+                                      claim_paths=claim_paths)
         if consumer is not None:
             log_fields["consumer"] = consumer.get("username") or consumer.get("custom_id") or consumer.get("id")
         return Outcome(
@@ -348,6 +351,7 @@ class Gateway:
         *,
         reason: str | None = None,
         auth_method: str | None = None,
+        claim_paths: Any = None,
     ) -> dict[str, Any]:
         fields: dict[str, Any] = {"decision": decision, "policy": policy_name}
         if reason:
@@ -363,7 +367,7 @@ class Gateway:
             client = data.get("client_id") or data.get("azp")
             if isinstance(client, str):
                 fields["client_id"] = client[:256]
-            scopes = claim_values(data, self.config.scopes_claim_paths)
+            scopes = claim_values(data, claim_paths.scopes if claim_paths else self.config.scopes_claim_paths)
             if scopes:
                 fields["scopes"] = " ".join(scopes)[:1024]
             fields["token_hash"] = claims.token_hash

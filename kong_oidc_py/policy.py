@@ -22,7 +22,7 @@ space-separated words of one item must all be present (AND).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from kong_oidc_py.claims import claim_values
@@ -57,10 +57,14 @@ class Requirement:
     groups_claim: tuple[ClaimPath, ...] = (("groups",),)
     roles_claim: tuple[ClaimPath, ...] = (("roles",),)
 
-    def evaluate(self, claims: Mapping[str, Any], cfg: Any = None) -> None:
+    def evaluate(self, claims: Mapping[str, Any], cfg: Any = None, *, paths: Any = None) -> None:
         """Raise InsufficientScope for the first unmet requirement (scopes, groups, roles,
-        claims). The claim locations are part of the Requirement, so `cfg` is unused and only
-        kept for the DESIGN.md signature."""
+        claims). The claim locations are part of the Requirement (`cfg` is unused, kept for the
+        DESIGN.md signature); `paths` (issuers.ClaimPaths) overrides them for a token from an
+        issuer with its own claim paths."""
+        if paths is not None:
+            return replace(self, scopes_claim=paths.scopes, groups_claim=paths.groups,
+                           roles_claim=paths.roles).evaluate(claims)
         if self.scopes and not _satisfied(self.scopes, frozenset(claim_values(claims, self.scopes_claim))):
             raise InsufficientScope(
                 "insufficient_scope", "The access token lacks a required scope",

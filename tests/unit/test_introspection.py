@@ -378,16 +378,16 @@ class Recorder:
 def test_opaque_tokens_are_introspected_and_jwts_verified_locally():
     verifier, intro = Recorder("local"), Recorder("remote")
     tokens = AccessTokens(verifier, intro, introspect_jwts=False)
-    assert tokens.check("opaque-token") == ("remote", "introspection")
-    assert tokens.check("a.b.c") == ("local", "bearer")
+    assert tokens.check("opaque-token") == ("remote", "introspection", None)
+    assert tokens.check("a.b.c") == ("local", "bearer", None)
 
 
 def test_introspect_jwt_tokens_sends_jwts_to_the_idp_too():
     verifier, intro = Recorder("local"), Recorder("remote")
     tokens = AccessTokens(verifier, intro, introspect_jwts=True)
-    assert tokens.check("a.b.c") == ("remote", "introspection")
+    assert tokens.check("a.b.c") == ("remote", "introspection", None)
 
 
 def test_without_introspection_every_token_is_verified_locally():
     verifier = Recorder("local")
-    assert AccessTokens(verifier, None, introspect_jwts=False).check("opaque") == ("local", "bearer")
+    assert AccessTokens(verifier, None, introspect_jwts=False).check("opaque") == ("local", "bearer", None)
