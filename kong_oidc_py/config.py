@@ -76,6 +76,9 @@ ASYMMETRIC_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256"
 SIGNING_ALGS = ASYMMETRIC_ALGS + HMAC_ALGS
 SECRET_MIN = 32
 
+# Kong Enterprise's values are off/optional/strict; "required" is the same as "strict".
+DPOP_MODES = ("off", "optional", "strict", "required")
+
 POLICY_FIELDS: tuple[Option, ...] = (
     _opt("name", "string", "Policy name, unique within this plugin instance; it appears in the logs.",
          required=True, len_max=128),
@@ -96,6 +99,8 @@ POLICY_FIELDS: tuple[Option, ...] = (
     _opt("claims", "map", "Claim checks: dotted claim path to the allowed values; every listed claim "
          "must carry at least one allowed value.",
          keys=_str(), values=_strings(len_min=1)),
+    _opt("dpop", "string", "DPoP mode on matching requests (see proof_of_possession_dpop); unset: "
+         "the plugin-level mode.", one_of=DPOP_MODES),
 )
 
 ISSUER_FIELDS: tuple[Option, ...] = (
@@ -221,6 +226,29 @@ OPTIONS: tuple[Option, ...] = (
     _opt("introspection_headers_values", "array", "Values of introspection_headers_names, same "
          "length and order (may hold API keys: treated as secrets).", elements=_str(), default=(),
          secret=True, ko="introspection_headers_values"),
+    # -- DPoP (RFC 9449) ---------------------------------------------------------------------
+    _opt("proof_of_possession_dpop", "string", "DPoP: off; optional (DPoP-bound tokens need the "
+         "DPoP scheme and a valid proof, unbound tokens may still come as Bearer); strict or "
+         "required (every token needs a proof). A DPoP-bound token sent as Bearer is refused in "
+         "every mode.", default="off", one_of=DPOP_MODES, ko="proof_of_possession_dpop"),
+    _opt("dpop_signing_algs", "array", "Accepted DPoP proof algorithms (asymmetric only).",
+         elements=_str(one_of=ASYMMETRIC_ALGS),
+         default=("ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "EdDSA"),
+         len_min=1),
+    _opt("dpop_proof_lifetime", "integer", "Seconds a proof is accepted after its iat (and "
+         "its jti remembered).", default=300, between=(1, 3600), ko="dpop_proof_lifetime"),
+    _opt("dpop_use_nonce", "boolean", "Require server nonces in proofs (RFC 9449 9): a proof "
+         "without the current nonce gets 401 use_dpop_nonce with a DPoP-Nonce header.",
+         default=False, ko="dpop_use_nonce"),
+    _opt("dpop_nonce_secret", "string", "Secret the stateless DPoP nonces are derived from, at "
+         "least 32 characters; the same on every node. Required with dpop_use_nonce.",
+         len_min=SECRET_MIN, secret=True),
+    _opt("dpop_replay_storage", "string", "Where used proof jti values are remembered: memory "
+         "(this process) or redis (shared by every node; uses the session_redis_* connection).",
+         default="memory", one_of=("memory", "redis")),
+    _opt("dpop_replay_cache_size", "integer", "Most jti values held in memory (oldest dropped "
+         "first); size it for the proofs of one dpop_proof_lifetime.", default=100000,
+         between=(1000, 10000000)),
     _opt("realm", "string", "Realm sent in WWW-Authenticate challenges.", default="kong", len_max=256),
     _opt("run_on_preflight", "boolean", "Authenticate CORS preflight requests too; false lets "
          "them pass.", default=True, ko="run_on_preflight"),
@@ -358,6 +386,7 @@ class PolicyConfig:
     roles_required: AnyOf
     claims: tuple[tuple[ClaimPath, frozenset[str]], ...]
     scope_hint: str | None  # first scopes alternative, for WWW-Authenticate scope=
+    dpop: str | None = None  # off | optional | required (strict normalized); None: plugin-level
 
 
 @dataclass(frozen=True)
@@ -415,6 +444,13 @@ class PluginConfig:
     introspection_negative_cache_ttl: int
     introspection_headers_names: tuple[str, ...]
     introspection_headers_values: tuple[str, ...] = field(repr=False)
+    proof_of_possession_dpop: str
+    dpop_signing_algs: tuple[str, ...]
+    dpop_proof_lifetime: int
+    dpop_use_nonce: bool
+    dpop_nonce_secret: str | None = field(repr=False)
+    dpop_replay_storage: str
+    dpop_replay_cache_size: int
     realm: str
     run_on_preflight: bool
     hide_credentials: bool
@@ -671,6 +707,7 @@ def _parse_policy(raw: Mapping[str, Any], path: str) -> PolicyConfig:
         roles_required=requirements["roles_required"],
         claims=tuple(claims),
         scope_hint=_scope_hint(raw["scopes_required"]),
+        dpop=_dpop_mode(raw["dpop"]),
     )
 
 
@@ -750,6 +787,10 @@ def _parse_issuers(v: dict[str, Any]) -> tuple[IssuerConfig, ...]:
     return tuple(out)
 
 
+def _dpop_mode(value: str | None) -> str | None:
+    return "required" if value == "strict" else value
+
+
 def _check_cross_fields(v: dict[str, Any]) -> None:
     _check_issuer(v["issuer"], v["allow_insecure_issuer"])
     v["issuers"] = _parse_issuers(v)
@@ -801,6 +842,10 @@ def _check_cross_fields(v: dict[str, Any]) -> None:
 
     if "introspection" in methods:
         _check_introspection(v)
+    v["proof_of_possession_dpop"] = _dpop_mode(v["proof_of_possession_dpop"])
+    if v["dpop_use_nonce"] and not v["dpop_nonce_secret"]:
+        raise ConfigError("dpop_nonce_secret", "required when dpop_use_nonce is true (every node must "
+                          "issue and accept the same nonces)")
 
     policy_names: set[str] = set()
     for i, policy in enumerate(v["policies"]):

@@ -37,6 +37,7 @@ from kong_oidc_py.verification.extractor import bearer_removal, extract, query_w
 from kong_oidc_py.policy import MatchedPolicy, PolicySet
 from kong_oidc_py.idp.provider import Provider, ProviderSettings, get_provider
 from kong_oidc_py.verification.access import AccessTokens
+from kong_oidc_py.verification.dpop import build_binding, dpop_token, request_htu
 from kong_oidc_py.verification.verify import Claims, Verifier, VerifyOptions
 
 log = logging.getLogger("kong_oidc_py")
@@ -116,6 +117,8 @@ class Gateway:
         self._set_by_other_plugin = frozenset(name.lower() for name in KONG_CONSUMER_HEADERS)
         self.provider: Provider = get_provider(config.issuer, ProviderSettings.from_config(config))
         self.verifier = Verifier(self.provider, VerifyOptions.from_config(config))
+        self.binding = build_binding(config)
+        self.dpop_algs = self.binding.checker.algs_text if self.binding.checker is not None else None
         self.tokens = AccessTokens.from_config(config, self.provider, self.verifier,
                                                lambda issuer, settings: get_provider(issuer, settings))
         self.browser = None
@@ -185,22 +188,38 @@ class Gateway:
             if outcome is not None:
                 return outcome
 
+        mode = policy.requirement.dpop or cfg.proof_of_possession_dpop
+        scheme = "bearer"
         try:
             query = req.query() if "query" in cfg.bearer_token_param_type else None
             token = extract(req.headers, cfg, query)
+            bound = dpop_token(req.headers) if "header" in cfg.bearer_token_param_type else None
+            if bound is not None:
+                if token is not None:
+                    raise InvalidRequest("invalid_request", "The token was sent by more than one method")
+                token, scheme = bound, "dpop"
             if token is None:
                 raise MissingToken()
             claims, how, paths = self.tokens.check(token)
+            self.binding.enforce(mode=mode, scheme=scheme, token=token, claims=claims.data, headers=req.headers,
+                                 method=req.method, htu=lambda: request_htu(req.scheme(), req.host(), req.port(),
+                                                                            req.path()))
             policy.requirement.evaluate(claims.data, paths=paths)
             consumer, credential = self.consumer_for(req, claims)
         except AuthError as err:
+            if scheme == "dpop" or mode == "required":
+                err.dpop_challenge = True
             return self._deny_or_anonymous(req, err, policy)
         outcome = self._allow(
             req, claims, policy_name=policy.name, decision="allow", auth_method=how,
             consumer=consumer, credential=credential, claim_paths=paths,
         )
+        if scheme == "dpop":
+            outcome.log["token_binding"] = "dpop"
         if cfg.hide_credentials:
             self._hide_credentials(req, outcome, query)
+            if scheme == "dpop":
+                outcome.upstream_clear = sorted(set(outcome.upstream_clear) | {"authorization", "dpop"})
         return outcome
 
     # -- helpers shared with the browser flow --------------------------------------------
@@ -333,7 +352,7 @@ class Gateway:
                 return outcome
             fields["reason"] = "anonymous_not_found"
             return Outcome(status=500, body={"message": "An unexpected error occurred"}, log=fields)
-        response = render_error(err, cfg.realm)
+        response = render_error(err, cfg.realm, dpop_algs=self.dpop_algs)
         return Outcome(status=response.status, body=response.body, response_headers=dict(response.headers), log=fields)
 
     def deny(self, err: AuthError, policy_name: str) -> Outcome:

@@ -56,6 +56,7 @@ class Requirement:
     scopes_claim: tuple[ClaimPath, ...] = (("scope",),)
     groups_claim: tuple[ClaimPath, ...] = (("groups",),)
     roles_claim: tuple[ClaimPath, ...] = (("roles",),)
+    dpop: str | None = None  # this policy's DPoP mode; None: the plugin-level one
 
     def evaluate(self, claims: Mapping[str, Any], cfg: Any = None, *, paths: Any = None) -> None:
         """Raise InsufficientScope for the first unmet requirement (scopes, groups, roles,
@@ -177,6 +178,7 @@ def _requirement(policy: "PolicyConfig", cfg: "PluginConfig") -> Requirement:
         claims=policy.claims,
         public=policy.public,
         scope_hint=policy.scope_hint,
+        dpop=policy.dpop,
         scopes_claim=cfg.scopes_claim_paths,
         groups_claim=cfg.groups_claim_paths,
         roles_claim=cfg.roles_claim_paths,

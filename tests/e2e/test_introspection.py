@@ -115,6 +115,7 @@ def stack(idp, proxy, tmp_path_factory):
             route("signed", "/signed", oidc(issuer, **base, client_id="rs-signed", client_secret="rs-signed-secret",
                                              introspection_accept="application/token-introspection+jwt")),
             route("counted", "/counted", oidc(issuer, **base, **basic, introspection_endpoint=counted)),
+            route("dpop", "/dpop", oidc(issuer, **base, **basic, proof_of_possession_dpop="optional")),
             route("down", "/down", oidc(issuer, **base, **basic, introspection_endpoint="http://127.0.0.1:9/x")),
         ])
         with start_stack(cfg, str(tmp_path_factory.mktemp("kong"))) as (emu, client):
@@ -231,3 +232,21 @@ def test_idp_down_fails_closed_with_a_clear_reason(stack, idp):
     response, line = call(stack, "/down/x", opaque(idp))
     assert response.status_code == 401
     assert line["oidc"]["reason"] == "introspection_failed" and "unreachable" in line["oidc"]["detail"]
+
+
+def test_dpop_bound_opaque_token_needs_its_proof(stack, idp):
+    from tests.support.dpop import proof
+
+    p = proof(CLIENT_KEY, "POST", idp.token_endpoint)
+    issued = httpx.post(idp.token_endpoint, data={"grant_type": "client_credentials", "scope": "read",
+                                                  "resource": DEFAULT_RESOURCE},
+                        auth=(M2M.client_id, M2M.client_secret), headers={"DPoP": p}, timeout=10).json()
+    token = issued["access_token"]
+    assert issued["token_type"] == "DPoP" and token.count(".") == 0
+    as_bearer, line = call(stack, "/dpop/x", token)
+    assert as_bearer.status_code == 401 and line["oidc"]["reason"] == "dpop_bound_as_bearer"
+    emu, client = stack
+    target = f"{client.base_url}".rstrip("/") + "/dpop/x"
+    response = client.get("/dpop/x", headers={"Authorization": f"DPoP {token}",
+                                              "DPoP": proof(CLIENT_KEY, "GET", target, token)})
+    assert response.status_code == 200
