@@ -101,6 +101,13 @@ POLICY_FIELDS: tuple[Option, ...] = (
          keys=_str(), values=_strings(len_min=1)),
     _opt("dpop", "string", "DPoP mode on matching requests (see proof_of_possession_dpop); unset: "
          "the plugin-level mode.", one_of=DPOP_MODES),
+    _opt("acr_required", "array", "Step-up (RFC 9470): accepted acr values on matching requests "
+         "(any of them). A policy setting any of acr_required, amr_required, max_age replaces the "
+         "plugin-level step-up; one setting none keeps it.", elements=_str()),
+    _opt("amr_required", "array", "Step-up: required amr values, with the OR/AND semantics of "
+         "scopes_required (see acr_required for inheritance).", elements=_str()),
+    _opt("max_age", "integer", "Step-up: most seconds since the user authenticated (auth_time) "
+         "on matching requests (see acr_required for inheritance).", between=(0, 31536000)),
 )
 
 ISSUER_FIELDS: tuple[Option, ...] = (
@@ -180,6 +187,16 @@ OPTIONS: tuple[Option, ...] = (
          "scopes_required.", elements=_str(), default=(), ko="roles_required"),
     _opt("roles_claim", "array", "Path of the roles claim, e.g. realm_access, roles for "
          "Keycloak realm roles.", elements=_str(), default=("roles",), len_min=1, ko="roles_claim"),
+    _opt("acr_required", "array", "Step-up authentication (RFC 9470): the token's (or session's) "
+         "acr must be one of these. Bearer tokens that fail get 401 insufficient_user_authentication "
+         "with acr_values; browsers are sent back to the IdP with acr_values.", elements=_str(),
+         default=()),
+    _opt("amr_required", "array", "Step-up: required authentication methods (amr), items are "
+         "alternatives, space-separated words in one item are all required (e.g. \"pwd otp\").",
+         elements=_str(), default=()),
+    _opt("max_age", "integer", "Step-up: most seconds since the user last authenticated "
+         "(auth_time); browsers are sent back to log in again (max_age, prompt=login).",
+         between=(0, 31536000), ko="max_age"),
     _opt("leeway", "integer", "Clock skew in seconds tolerated for exp, nbf and iat.", default=0,
          between=(0, 600), ko="leeway"),
     _opt("signing_algs", "array", "Accepted JWS algorithms. HS256/384/512 need hmac_secret; "
@@ -387,6 +404,10 @@ class PolicyConfig:
     claims: tuple[tuple[ClaimPath, frozenset[str]], ...]
     scope_hint: str | None  # first scopes alternative, for WWW-Authenticate scope=
     dpop: str | None = None  # off | optional | required (strict normalized); None: plugin-level
+    acr_required: tuple[str, ...] | None = None  # None: plugin-level (step-up)
+    amr_required: AnyOf | None = None
+    max_age: int | None = None
+    step_up_set: bool = False  # any of the three set on this policy
 
 
 @dataclass(frozen=True)
@@ -426,6 +447,9 @@ class PluginConfig:
     groups_claim: ClaimPath
     roles_required: tuple[str, ...]
     roles_claim: ClaimPath
+    acr_required: tuple[str, ...]
+    amr_required: tuple[str, ...]
+    max_age: int | None
     leeway: int
     signing_algs: tuple[str, ...]
     hmac_secret: str | None = field(repr=False)
@@ -501,6 +525,7 @@ class PluginConfig:
     scopes_any_of: AnyOf
     groups_any_of: AnyOf
     roles_any_of: AnyOf
+    amr_any_of: AnyOf
     scope_hint: str | None
     scopes_claim_paths: tuple[ClaimPath, ...]
     groups_claim_paths: tuple[ClaimPath, ...]
@@ -708,6 +733,10 @@ def _parse_policy(raw: Mapping[str, Any], path: str) -> PolicyConfig:
         claims=tuple(claims),
         scope_hint=_scope_hint(raw["scopes_required"]),
         dpop=_dpop_mode(raw["dpop"]),
+        acr_required=_acr_list(raw["acr_required"], f"{path}.acr_required"),
+        amr_required=None if raw["amr_required"] is None else parse_any_of(raw["amr_required"], f"{path}.amr_required"),
+        max_age=raw["max_age"],
+        step_up_set=any(raw[n] is not None for n in ("acr_required", "amr_required", "max_age")),
     )
 
 
@@ -787,6 +816,16 @@ def _parse_issuers(v: dict[str, Any]) -> tuple[IssuerConfig, ...]:
     return tuple(out)
 
 
+def _acr_list(items: tuple[str, ...] | None, path: str) -> tuple[str, ...] | None:
+    """acr values go into acr_values (space-separated): each must be one non-blank word."""
+    if items is None:
+        return None
+    for i, item in enumerate(items):
+        if not item or item.split() != [item] or '"' in item or "\\" in item:
+            raise ConfigError(f"{path}[{i}]", "must be one acr value without spaces or quotes")
+    return tuple(items)
+
+
 def _dpop_mode(value: str | None) -> str | None:
     return "required" if value == "strict" else value
 
@@ -843,6 +882,7 @@ def _check_cross_fields(v: dict[str, Any]) -> None:
     if "introspection" in methods:
         _check_introspection(v)
     v["proof_of_possession_dpop"] = _dpop_mode(v["proof_of_possession_dpop"])
+    _acr_list(v["acr_required"], "acr_required")
     if v["dpop_use_nonce"] and not v["dpop_nonce_secret"]:
         raise ConfigError("dpop_nonce_secret", "required when dpop_use_nonce is true (every node must "
                           "issue and accept the same nonces)")
@@ -861,7 +901,7 @@ def parse_config(raw: Mapping[str, Any]) -> PluginConfig:
         raise ConfigError("config", f"expected a record, got {_type_name(raw)}")
     v = _check_record(OPTIONS, raw, "", ignore=KONG_METADATA_KEYS)
     v["policies"] = tuple(_parse_policy(p, f"policies[{i}]") for i, p in enumerate(v["policies"]))
-    for name in ("scopes_required", "groups_required", "roles_required"):
+    for name in ("scopes_required", "groups_required", "roles_required", "amr_required"):
         v[name.split("_")[0] + "_any_of"] = parse_any_of(v[name], name)
     v["token_types"] = tuple(t.lower() for t in v["token_types"])
     _check_cross_fields(v)

@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
@@ -204,6 +205,7 @@ class Gateway:
             self.binding.enforce(mode=mode, scheme=scheme, token=token, claims=claims.data, headers=req.headers,
                                  method=req.method, htu=lambda: request_htu(req.scheme(), req.host(), req.port(),
                                                                             req.path()))
+            policy.requirement.check_authentication(claims.data, time.time(), cfg.leeway)
             policy.requirement.evaluate(claims.data, paths=paths)
             consumer, credential = self.consumer_for(req, claims)
         except AuthError as err:

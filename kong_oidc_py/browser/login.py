@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import quote, urlencode, urlsplit
 
 from kong_oidc_py import metrics
-from kong_oidc_py.errors import AuthError, InvalidToken, MissingToken, ProviderError
+from kong_oidc_py.errors import AuthError, InsufficientUserAuthentication, InvalidToken, MissingToken, ProviderError
 from kong_oidc_py.browser.session.cookie import parse_cookie_header
 from kong_oidc_py.browser.session.locks import SessionStoreError
 from kong_oidc_py.browser.session.model import AuthorizationState, Session
 from kong_oidc_py.browser.session.store import AuthorizationStore, build_session_store
+from kong_oidc_py.browser.step_up import acr_delivered, authorization_params, session_auth
 from kong_oidc_py.browser.token_endpoint import TokenClient, TokenError, TokenResponse
 from kong_oidc_py.verification.verify import Claims, Verifier, VerifyOptions
 
@@ -224,7 +225,7 @@ class BrowserFlow:
     # -- login ----------------------------------------------------------------------------
 
     def _start_login(self, req: "RequestView", cookie_header: str, gw: "Gateway", policy: "MatchedPolicy",
-                     extra_cookies: list[str] | None = None) -> "Outcome":
+                     extra_cookies: list[str] | None = None, extra_params: dict[str, str] | None = None) -> "Outcome":
         from kong_oidc_py.gateway import Outcome
 
         try:
@@ -233,12 +234,16 @@ class BrowserFlow:
             return self._page_outcome(gw, policy, "login_unavailable",
                                       *_page(503, "Sign-in unavailable", "The identity provider cannot be reached. Try again later."))
         verifier, challenge = pkce_pair()
+        if extra_params is None and policy.requirement.acr:
+            # First login on a step-up route: ask for the level at once, not after a round trip.
+            extra_params = {"acr_values": " ".join(policy.requirement.acr)}
         state = AuthorizationState(
             state=_b64url(secrets.token_bytes(24)),
             nonce=_b64url(secrets.token_bytes(24)),
             code_verifier=verifier,
             original_url=_safe_return_path(req.path(), req.raw_query()),
             created_at=time.time(),
+            acr_values=(extra_params or {}).get("acr_values", ""),
         )
         set_cookies = list(extra_cookies or [])
         set_cookies += self.authorizations.push(state, parse_cookie_header(cookie_header), time.time())
@@ -251,6 +256,7 @@ class BrowserFlow:
             "nonce": state.nonce,
             "code_challenge": challenge,
             "code_challenge_method": "S256",
+            **(extra_params or {}),
         }
         sep = "&" if "?" in endpoint else "?"
         fields = gw._log_fields(None, policy.name, "redirect", reason="login_required")
@@ -303,6 +309,13 @@ class BrowserFlow:
             log.info("oidc: %s refused at the callback: %s %s", failing, err.reason, getattr(err, "detail", ""))
             return self._page_outcome(gw, policy, f"{failing}_{err.reason}",
                                       *_page(401, "Sign-in failed", "The identity provider's answer did not verify.", "/"),
+                                      set_cookies=clear_cookies)
+        if not acr_delivered(pending.acr_values, id_claims.data):
+            # The IdP did not authenticate at the level this login asked for: a session from it
+            # would only be sent back again, so the browser gets a page instead of a loop.
+            return self._page_outcome(gw, policy, "step_up_not_met",
+                                      *_page(401, "Stronger sign-in required",
+                                             "The identity provider did not confirm the required sign-in method.", "/"),
                                       set_cookies=clear_cookies)
         now = time.time()
         session = Session.new(
@@ -376,6 +389,16 @@ class BrowserFlow:
                 return self._session_failed(req, cookies, gw, policy, reason)
             refreshed = reason == "refreshed"
             set_cookies += refreshed_cookies
+        auth = session_auth(session.id_token)
+        try:
+            policy.requirement.check_authentication(auth, now, self.config.leeway)
+        except InsufficientUserAuthentication as err:
+            if self.login_enabled and is_navigation(req):
+                outcome = self._start_login(req, "; ".join(req.headers.get("cookie") or []), gw, policy,
+                                            extra_params=authorization_params(err))
+                outcome.log["reason"] = err.reason
+                return outcome
+            return gw.deny(err, policy.name)
         try:
             claims = self._session_claims(session)
             policy.requirement.evaluate(claims.data)
@@ -406,6 +429,8 @@ class BrowserFlow:
         )
         if refreshed:
             outcome.log["refreshed"] = True  # this request made the token-endpoint call
+        if isinstance(auth.get("acr"), str):
+            outcome.log["acr"] = auth["acr"][:64]
         return outcome
 
     def _session_claims(self, session: Session) -> Claims:

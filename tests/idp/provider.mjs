@@ -326,7 +326,10 @@ function interactionRoutes(provider) {
         ctx.body = loginPage(uid, details.params, 'Invalid username or password.');
         return undefined;
       }
-      return finish({ login: { accountId: username } }, false);
+      // Step-up: asking for acr "mfa" stands for a second factor the user completes here.
+      const wanted = String(details.params.acr_values ?? '').split(' ');
+      const acr = wanted.includes('mfa') ? 'mfa' : 'pwd';
+      return finish({ login: { accountId: username, acr, amr: acr === 'mfa' ? ['pwd', 'otp'] : ['pwd'] } }, false);
     }
     if (action === '/abort' && ctx.method === 'GET') {
       return finish({ error: 'access_denied', error_description: 'End-User aborted interaction' }, false);
@@ -368,11 +371,17 @@ function build(issuer) {
     renderError,
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
     claims: {
-      openid: ['sub'],
+      // acr, amr and auth_time in every ID token (oidc-provider sends them only when asked for),
+      // so the step-up tests see a password login's level too.
+      acr: null,
+      amr: null,
+      auth_time: null,
+      openid: ['sub', 'acr', 'amr', 'auth_time'],
       email: ['email', 'email_verified'],
       profile: ['name', 'given_name', 'family_name', 'preferred_username', 'groups', 'roles', 'realm_access'],
     },
     conformIdTokenClaims: false,
+    acrValues: ['pwd', 'mfa'],
     responseTypes: ['code'],
     pkce: { required: () => config.pkce_required ?? true },
     // Refresh tokens for every client allowed the refresh_token grant, offline_access or not
