@@ -88,14 +88,12 @@ class MemoryReplayStore:
         now = self.clock()
         with self._lock:
             seen = self._seen
-            # Expired entries sit at the front (same ttl for every entry): drop a few per call.
-            for _ in range(4):
-                if not seen:
-                    break
-                oldest_key, deadline = next(iter(seen.items()))
-                if deadline > now:
-                    break
-                del seen[oldest_key]
+            # Expired entries sit at the front (same ttl for every entry): each call drops one,
+            # so the store never holds more than the proofs of one lifetime plus the cap.
+            if seen:
+                oldest_key = next(iter(seen))
+                if seen[oldest_key] <= now:
+                    del seen[oldest_key]
             deadline = seen.get(key)
             if deadline is not None and deadline > now:
                 return False
@@ -118,8 +116,10 @@ class RedisReplayStore:
         self.prefix = f"{prefix}:dpop:"
 
     def first_use(self, key: str, ttl: float) -> bool:
+        # Hashed: the key holds a client-chosen jti, and Redis keys should stay short and plain.
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         try:
-            return bool(self.client.set(self.prefix + key, b"1", nx=True, px=max(int(ttl * 1000), 1)))
+            return bool(self.client.set(self.prefix + digest, b"1", nx=True, px=max(int(ttl * 1000), 1)))
         except Exception as exc:  # noqa: BLE001 - any Redis failure
             raise InvalidDpopProof("dpop_replay_store_failed", "The DPoP proof could not be checked",
                                    f"replay store: {type(exc).__name__}") from None
@@ -242,8 +242,10 @@ class ProofChecker:
         self.algs_text = " ".join(a for a in DEFAULT_DPOP_ALGS if a in self.algs)
         self.nonces = (NonceSource(options.nonce_secret or secrets.token_bytes(32), options.proof_lifetime, clock)
                        if options.use_nonce else None)
-        # thumbprint -> public key: parsing a key costs as much as half a verification.
-        self._keys: dict[str, Any] = {}
+        # header segment -> (alg, thumbprint, key): parsing a key costs as much as half a verification.
+        self._headers: dict[bytes, tuple[str, str, Any]] = {}
+        # access token -> its ath (a client sends many proofs per token); bounded.
+        self._aths: dict[str, str] = {}
 
     def check(self, proof: str, *, method: str, htu: Callable[[], str], access_token: str) -> str:
         """The proof key's RFC 7638 thumbprint; InvalidDpopProof / UseDpopNonce otherwise.
@@ -255,14 +257,9 @@ class ProofChecker:
         except Exception as exc:  # noqa: BLE001 - hostile input must never escape as another type
             raise _proof_error("dpop_malformed", type(exc).__name__) from None
 
-    def _check(self, proof: str, method: str, htu: Callable[[], str], access_token: str) -> str:
-        if len(proof) > MAX_PROOF_SIZE:
-            raise _proof_error("dpop_malformed", "proof too large")
-        raw = proof.encode("ascii")
-        parts = raw.split(b".")
-        if len(parts) != 3 or not all(parts):
-            raise _proof_error("dpop_malformed", "not a JWS")
-        header = _DECODER.decode(_b64decode(parts[0]).decode("utf-8"))
+    def _check_header(self, header_b64: bytes) -> tuple[str, str, Any]:
+        """(alg, jwk thumbprint, public key) of a header that passes every header rule."""
+        header = _DECODER.decode(_b64decode(header_b64).decode("utf-8"))
         if type(header) is not dict:
             raise _proof_error("dpop_malformed", "header is not an object")
         typ = header.get("typ")
@@ -281,19 +278,27 @@ class ProofChecker:
         kty = jwk.get("kty")
         if kty not in _THUMB_MEMBERS or not all(type(jwk.get(m)) is str for m in _THUMB_MEMBERS[kty]):
             raise _proof_error("dpop_bad_key", "jwk lacks its required members")
-        thumbprint = jwk_thumbprint(jwk)
-        key = self._keys.get(thumbprint)
-        if key is None or _KTY_FOR_ALG.get(alg[:2]) != kty:
-            key = _public_key(jwk, alg)
-            if len(self._keys) >= _MAX_KEYS:
-                self._keys.clear()
-            self._keys[thumbprint] = key
-        elif kty == "EC" and jwk.get("crv") != _CURVE_FOR_ALG[alg]:
-            raise _proof_error("dpop_bad_key", "EC curve does not fit alg")
+        return alg, jwk_thumbprint(jwk), _public_key(jwk, alg)
+
+    def _check(self, proof: str, method: str, htu: Callable[[], str], access_token: str) -> str:
+        if len(proof) > MAX_PROOF_SIZE:
+            raise _proof_error("dpop_malformed", "proof too large")
+        raw = proof.encode("ascii")
+        parts = raw.split(b".")
+        if len(parts) != 3 or not all(parts):
+            raise _proof_error("dpop_malformed", "not a JWS")
+        # A client signs every proof with the same header bytes (typ, alg, jwk): its parse is
+        # remembered, but only once a signature by its key has verified (bounded table).
+        known = self._headers.get(parts[0])
+        alg, thumbprint, key = known if known is not None else self._check_header(parts[0])
         try:
             _VERIFY[alg](key, _b64decode(parts[2]), raw[: len(parts[0]) + 1 + len(parts[1])])
         except Exception:  # noqa: BLE001 - InvalidSignature or a malformed signature
             raise _proof_error("dpop_bad_signature", f"alg={alg}") from None
+        if known is None:
+            if len(self._headers) >= _MAX_KEYS:
+                self._headers.clear()
+            self._headers[parts[0]] = (alg, thumbprint, key)
 
         claims = _DECODER.decode(_b64decode(parts[1]).decode("utf-8"))
         if type(claims) is not dict:
@@ -305,7 +310,8 @@ class ProofChecker:
             raise _proof_error("dpop_bad_htm", f"htm {str(claims.get('htm'))[:10]!r} is not {method}")
         htu_claim = claims.get("htu")
         expected = htu()
-        if type(htu_claim) is not str or normalize_htu(htu_claim) != expected:
+        # Clients usually send the URL exactly as the server spells it: compare before normalizing.
+        if type(htu_claim) is not str or (htu_claim != expected and normalize_htu(htu_claim) != expected):
             raise _proof_error("dpop_bad_htu", f"htu does not match {expected}")
         iat = claims.get("iat")
         if type(iat) not in (int, float) or not math.isfinite(iat):
@@ -318,12 +324,18 @@ class ProofChecker:
         if iat < now - self.options.proof_lifetime - leeway:
             raise _proof_error("dpop_expired", f"iat {iat} older than {self.options.proof_lifetime}s")
         ath = claims.get("ath")
-        if type(ath) is not str or not hmac.compare_digest(ath, access_token_hash(access_token)):
+        expected_ath = self._aths.get(access_token)
+        if expected_ath is None:
+            expected_ath = access_token_hash(access_token)
+            if len(self._aths) >= _MAX_KEYS:
+                self._aths.clear()
+            self._aths[access_token] = expected_ath
+        if type(ath) is not str or not hmac.compare_digest(ath, expected_ath):
             raise _proof_error("dpop_bad_ath", "ath does not match the access token")
         if self.nonces is not None and not self.nonces.valid(claims.get("nonce")):
             raise UseDpopNonce(self.nonces.current())
         ttl = self.options.proof_lifetime + 2 * leeway + 10
-        replay_key = hashlib.sha256(f"{thumbprint}\x00{jti}".encode()).hexdigest()[:32]
+        replay_key = f"{thumbprint}:{jti}"
         if not self.replay.first_use(replay_key, ttl):
             raise _proof_error("dpop_replayed", "jti already used")
         return thumbprint
