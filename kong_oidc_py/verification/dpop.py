@@ -95,10 +95,11 @@ class MemoryReplayStore:
                 if seen[oldest_key] <= now:
                     del seen[oldest_key]
             deadline = seen.get(key)
-            if deadline is not None and deadline > now:
-                return False
-            seen.pop(key, None)
-            while len(seen) >= self.max_size:
+            if deadline is not None:
+                if deadline > now:
+                    return False
+                del seen[key]
+            elif len(seen) >= self.max_size:
                 seen.popitem(last=False)
             seen[key] = now + ttl
             return True
