@@ -13,6 +13,7 @@ space-separated words inside one item must all hold (AND).
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -75,6 +76,9 @@ ASYMMETRIC_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256"
 SIGNING_ALGS = ASYMMETRIC_ALGS + HMAC_ALGS
 SECRET_MIN = 32
 
+# Kong Enterprise's values are off/optional/strict; "required" is the same as "strict".
+DPOP_MODES = ("off", "optional", "strict", "required")
+
 POLICY_FIELDS: tuple[Option, ...] = (
     _opt("name", "string", "Policy name, unique within this plugin instance; it appears in the logs.",
          required=True, len_max=128),
@@ -95,13 +99,47 @@ POLICY_FIELDS: tuple[Option, ...] = (
     _opt("claims", "map", "Claim checks: dotted claim path to the allowed values; every listed claim "
          "must carry at least one allowed value.",
          keys=_str(), values=_strings(len_min=1)),
+    _opt("dpop", "string", "DPoP mode on matching requests (see proof_of_possession_dpop); unset: "
+         "the plugin-level mode.", one_of=DPOP_MODES),
+    _opt("acr_required", "array", "Step-up (RFC 9470): accepted acr values on matching requests "
+         "(any of them). A policy setting any of acr_required, amr_required, max_age replaces the "
+         "plugin-level step-up; one setting none keeps it.", elements=_str()),
+    _opt("amr_required", "array", "Step-up: required amr values, with the OR/AND semantics of "
+         "scopes_required (see acr_required for inheritance).", elements=_str()),
+    _opt("max_age", "integer", "Step-up: most seconds since the user authenticated (auth_time) "
+         "on matching requests (see acr_required for inheritance).", between=(0, 31536000)),
 )
+
+ISSUER_FIELDS: tuple[Option, ...] = (
+    _opt("issuer", "string", "Issuer URL (or its discovery URL). May contain {tenant}, replaced by "
+         "each of tenants.", required=True),
+    _opt("tenants", "array", "Allowed tenants for an issuer containing {tenant} (e.g. Entra ID "
+         "tenant ids); each becomes one trusted issuer.", elements=_str(), default=()),
+    _opt("audience_required", "array", "Accepted audiences for this issuer; unset: the "
+         "plugin-level audience_required.", elements=_str()),
+    _opt("audience_claim", "array", "Audience claim path for this issuer; unset: plugin-level.",
+         elements=_str(), len_min=1),
+    _opt("scopes_claim", "array", "Scopes claim path for this issuer (e.g. scp); unset: "
+         "plugin-level.", elements=_str(), len_min=1),
+    _opt("groups_claim", "array", "Groups claim path for this issuer; unset: plugin-level.",
+         elements=_str(), len_min=1),
+    _opt("roles_claim", "array", "Roles claim path for this issuer; unset: plugin-level.",
+         elements=_str(), len_min=1),
+)
+# Tenants go into the issuer URL path: one URL-safe segment each, nothing that could move the
+# issuer elsewhere ("/", "..", "?", "#", "@").
+_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 OPTIONS: tuple[Option, ...] = (
     # -- provider ---------------------------------------------------------------------------
     _opt("issuer", "string", "Issuer URL, or its discovery document URL ending in "
          "/.well-known/openid-configuration. Absolute http(s), no query or fragment.", required=True,
          ko="issuer"),
+    _opt("issuers", "array", "More trusted issuers for bearer JWTs, each with its own discovery "
+         "and keys and optionally its own audience and claim paths. The token's unverified iss "
+         "only selects among these; any other iss is refused without a network call. Browser "
+         "login and introspection use issuer only.",
+         elements=Option("", "record", fields=ISSUER_FIELDS), default=(), len_max=64),
     _opt("allow_insecure_issuer", "boolean", "Allow plain http issuer and jwks_uri on non-loopback "
          "hosts. For local development only, never in production.", default=False),
     _opt("ssl_verify", "boolean", "Verify the TLS certificate of the identity provider.", default=True,
@@ -121,8 +159,10 @@ OPTIONS: tuple[Option, ...] = (
     _opt("token_cache_size", "integer", "Maximum number of cached token verifications per "
          "plugin instance.", default=10000, between=(1, 1000000)),
     # -- bearer tokens ----------------------------------------------------------------------
-    _opt("auth_methods", "array", "Enabled authentication methods: bearer, authorization_code, "
-         "session.", elements=_str(one_of=("bearer", "authorization_code", "session")),
+    _opt("auth_methods", "array", "Enabled authentication methods: bearer (JWT access tokens "
+         "verified locally), introspection (opaque tokens checked at the IdP, RFC 7662), "
+         "authorization_code, session.",
+         elements=_str(one_of=("bearer", "introspection", "authorization_code", "session")),
          default=("bearer",), len_min=1, ko="auth_methods"),
     _opt("bearer_token_param_type", "array", "Where a bearer token may be sent: header "
          "(Authorization), cookie, query (access_token parameter).",
@@ -147,6 +187,16 @@ OPTIONS: tuple[Option, ...] = (
          "scopes_required.", elements=_str(), default=(), ko="roles_required"),
     _opt("roles_claim", "array", "Path of the roles claim, e.g. realm_access, roles for "
          "Keycloak realm roles.", elements=_str(), default=("roles",), len_min=1, ko="roles_claim"),
+    _opt("acr_required", "array", "Step-up authentication (RFC 9470): the token's (or session's) "
+         "acr must be one of these. Bearer tokens that fail get 401 insufficient_user_authentication "
+         "with acr_values; browsers are sent back to the IdP with acr_values.", elements=_str(),
+         default=()),
+    _opt("amr_required", "array", "Step-up: required authentication methods (amr), items are "
+         "alternatives, space-separated words in one item are all required (e.g. \"pwd otp\").",
+         elements=_str(), default=()),
+    _opt("max_age", "integer", "Step-up: most seconds since the user last authenticated "
+         "(auth_time); browsers are sent back to log in again (max_age, prompt=login).",
+         between=(0, 31536000), ko="max_age"),
     _opt("leeway", "integer", "Clock skew in seconds tolerated for exp, nbf and iat.", default=0,
          between=(0, 600), ko="leeway"),
     _opt("signing_algs", "array", "Accepted JWS algorithms. HS256/384/512 need hmac_secret; "
@@ -162,6 +212,60 @@ OPTIONS: tuple[Option, ...] = (
          "or c_hash claims).", default=False),
     _opt("max_token_size", "integer", "Largest accepted token in bytes; bigger ones are refused "
          "before parsing.", default=8192, between=(256, 65536)),
+    # -- opaque tokens: introspection (RFC 7662) --------------------------------------------
+    _opt("introspection_endpoint", "string", "RFC 7662 introspection endpoint; unset: the "
+         "discovery document's introspection_endpoint. Used when auth_methods contains "
+         "introspection.", ko="introspection_endpoint"),
+    _opt("introspection_endpoint_auth_method", "string", "Client authentication at the "
+         "introspection endpoint (client_id with client_secret, or client_jwk for private_key_jwt).",
+         default="client_secret_basic",
+         one_of=("client_secret_basic", "client_secret_post", "private_key_jwt"),
+         ko="introspection_endpoint_auth_method"),
+    _opt("client_jwk", "string", "Private JWK (JSON text) signing the private_key_jwt client "
+         "assertion (RFC 7523). Kong Enterprise's client_jwk is an array of records; here it is "
+         "one key.", secret=True),
+    _opt("introspection_hint", "string", "token_type_hint sent with each introspection request.",
+         default="access_token", ko="introspection_hint"),
+    _opt("introspection_accept", "string", "Answer format asked for: application/json, or "
+         "application/token-introspection+jwt (RFC 9701: a JWT signed by the issuer, verified "
+         "with its keys; aud must be client_id).", default="application/json",
+         one_of=("application/json", "application/token-introspection+jwt"), ko="introspection_accept"),
+    _opt("introspect_jwt_tokens", "boolean", "Introspect JWT access tokens too, instead of "
+         "verifying them locally (revocation is then seen at once, at one IdP call per token "
+         "and cache_ttl).", default=False, ko="introspect_jwt_tokens"),
+    _opt("cache_introspection", "boolean", "Cache introspection answers under a hash of the "
+         "token: active ones until the earlier of exp and cache_ttl, inactive ones for "
+         "introspection_negative_cache_ttl.", default=True, ko="cache_introspection"),
+    _opt("introspection_negative_cache_ttl", "integer", "Seconds an active=false answer is "
+         "remembered (0: never).", default=5, between=(0, 300)),
+    _opt("introspection_headers_names", "array", "Extra header names sent to the introspection "
+         "endpoint.", elements=_str(), default=(), ko="introspection_headers_names"),
+    _opt("introspection_headers_values", "array", "Values of introspection_headers_names, same "
+         "length and order (may hold API keys: treated as secrets).", elements=_str(), default=(),
+         secret=True, ko="introspection_headers_values"),
+    # -- DPoP (RFC 9449) ---------------------------------------------------------------------
+    _opt("proof_of_possession_dpop", "string", "DPoP: off; optional (DPoP-bound tokens need the "
+         "DPoP scheme and a valid proof, unbound tokens may still come as Bearer); strict or "
+         "required (every token needs a proof). A DPoP-bound token sent as Bearer is refused in "
+         "every mode.", default="off", one_of=DPOP_MODES, ko="proof_of_possession_dpop"),
+    _opt("dpop_signing_algs", "array", "Accepted DPoP proof algorithms (asymmetric only).",
+         elements=_str(one_of=ASYMMETRIC_ALGS),
+         default=("ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "EdDSA"),
+         len_min=1),
+    _opt("dpop_proof_lifetime", "integer", "Seconds a proof is accepted after its iat (and "
+         "its jti remembered).", default=300, between=(1, 3600), ko="dpop_proof_lifetime"),
+    _opt("dpop_use_nonce", "boolean", "Require server nonces in proofs (RFC 9449 9): a proof "
+         "without the current nonce gets 401 use_dpop_nonce with a DPoP-Nonce header.",
+         default=False, ko="dpop_use_nonce"),
+    _opt("dpop_nonce_secret", "string", "Secret the stateless DPoP nonces are derived from, at "
+         "least 32 characters; the same on every node. Required with dpop_use_nonce.",
+         len_min=SECRET_MIN, secret=True),
+    _opt("dpop_replay_storage", "string", "Where used proof jti values are remembered: memory "
+         "(this process) or redis (shared by every node; uses the session_redis_* connection).",
+         default="memory", one_of=("memory", "redis")),
+    _opt("dpop_replay_cache_size", "integer", "Most jti values held in memory (oldest dropped "
+         "first); size it for the proofs of one dpop_proof_lifetime.", default=100000,
+         between=(1000, 10000000)),
     _opt("realm", "string", "Realm sent in WWW-Authenticate challenges.", default="kong", len_max=256),
     _opt("run_on_preflight", "boolean", "Authenticate CORS preflight requests too; false lets "
          "them pass.", default=True, ko="run_on_preflight"),
@@ -353,6 +457,23 @@ class PolicyConfig:
     roles_required: AnyOf
     claims: tuple[tuple[ClaimPath, frozenset[str]], ...]
     scope_hint: str | None  # first scopes alternative, for WWW-Authenticate scope=
+    dpop: str | None = None  # off | optional | required (strict normalized); None: plugin-level
+    acr_required: tuple[str, ...] | None = None  # None: plugin-level (step-up)
+    amr_required: AnyOf | None = None
+    max_age: int | None = None
+    step_up_set: bool = False  # any of the three set on this policy
+
+
+@dataclass(frozen=True)
+class IssuerConfig:
+    """One extra trusted issuer (a tenant template is expanded into one per tenant)."""
+
+    issuer: str
+    audience_required: tuple[str, ...] | None
+    audience_claim: ClaimPath | None
+    scopes_claim: ClaimPath | None
+    groups_claim: ClaimPath | None
+    roles_claim: ClaimPath | None
 
 
 @dataclass(frozen=True)
@@ -360,6 +481,7 @@ class PluginConfig:
     """Option values under their option names (arrays as tuples), plus parsed forms."""
 
     issuer: str
+    issuers: tuple[IssuerConfig, ...]
     allow_insecure_issuer: bool
     ssl_verify: bool
     timeout: int
@@ -379,6 +501,9 @@ class PluginConfig:
     groups_claim: ClaimPath
     roles_required: tuple[str, ...]
     roles_claim: ClaimPath
+    acr_required: tuple[str, ...]
+    amr_required: tuple[str, ...]
+    max_age: int | None
     leeway: int
     signing_algs: tuple[str, ...]
     hmac_secret: str | None = field(repr=False)
@@ -387,6 +512,23 @@ class PluginConfig:
     token_type_required: bool
     reject_id_tokens: bool
     max_token_size: int
+    introspection_endpoint: str | None
+    introspection_endpoint_auth_method: str
+    client_jwk: str | None = field(repr=False)
+    introspection_hint: str | None
+    introspection_accept: str
+    introspect_jwt_tokens: bool
+    cache_introspection: bool
+    introspection_negative_cache_ttl: int
+    introspection_headers_names: tuple[str, ...]
+    introspection_headers_values: tuple[str, ...] = field(repr=False)
+    proof_of_possession_dpop: str
+    dpop_signing_algs: tuple[str, ...]
+    dpop_proof_lifetime: int
+    dpop_use_nonce: bool
+    dpop_nonce_secret: str | None = field(repr=False)
+    dpop_replay_storage: str
+    dpop_replay_cache_size: int
     realm: str
     run_on_preflight: bool
     hide_credentials: bool
@@ -454,6 +596,7 @@ class PluginConfig:
     scopes_any_of: AnyOf
     groups_any_of: AnyOf
     roles_any_of: AnyOf
+    amr_any_of: AnyOf
     scope_hint: str | None
     scopes_claim_paths: tuple[ClaimPath, ...]
     groups_claim_paths: tuple[ClaimPath, ...]
@@ -660,11 +803,107 @@ def _parse_policy(raw: Mapping[str, Any], path: str) -> PolicyConfig:
         roles_required=requirements["roles_required"],
         claims=tuple(claims),
         scope_hint=_scope_hint(raw["scopes_required"]),
+        dpop=_dpop_mode(raw["dpop"]),
+        acr_required=_acr_list(raw["acr_required"], f"{path}.acr_required"),
+        amr_required=None if raw["amr_required"] is None else parse_any_of(raw["amr_required"], f"{path}.amr_required"),
+        max_age=raw["max_age"],
+        step_up_set=any(raw[n] is not None for n in ("acr_required", "amr_required", "max_age")),
     )
+
+
+def _check_introspection(v: dict[str, Any]) -> None:
+    if not v["client_id"]:
+        raise ConfigError("client_id", "required when auth_methods contains introspection "
+                          "(the introspection endpoint authenticates its callers)")
+    method = v["introspection_endpoint_auth_method"]
+    if method == "private_key_jwt":
+        if not v["client_jwk"]:
+            raise ConfigError("client_jwk", "required when introspection_endpoint_auth_method is private_key_jwt")
+        from kong_oidc_py.verification.introspection import private_key_from_jwk
+
+        try:
+            jwk = json.loads(v["client_jwk"])
+            if not isinstance(jwk, dict):
+                raise ValueError("not a JSON object")
+            private_key_from_jwk(jwk)
+        except ValueError as err:
+            # The message names what is wrong, never the key material.
+            raise ConfigError("client_jwk", f"is not a private JWK: {str(err)[:120]}") from None
+    elif not v["client_secret"]:
+        raise ConfigError("client_secret", f"required when introspection_endpoint_auth_method is {method}")
+    url = v["introspection_endpoint"]
+    if url is not None:
+        check_absolute_url(url, "introspection_endpoint", allow_query=True)
+        parts = urlsplit(url)
+        if parts.scheme == "http" and not v["allow_insecure_issuer"] and not is_loopback_host(parts.hostname):
+            raise ConfigError("introspection_endpoint", "http is only allowed on loopback hosts unless "
+                              "allow_insecure_issuer is set (the token travels in the request)")
+    names, values = v["introspection_headers_names"], v["introspection_headers_values"]
+    if len(names) != len(values):
+        raise ConfigError("introspection_headers_values", "must have as many items as introspection_headers_names")
+    for i, name in enumerate(names):
+        _header_name(name, f"introspection_headers_names[{i}]")
+        if name.lower() in ("content-type", "accept"):
+            raise ConfigError(f"introspection_headers_names[{i}]", "is set by the plugin")
+
+
+def _parse_issuers(v: dict[str, Any]) -> tuple[IssuerConfig, ...]:
+    from kong_oidc_py.idp.discovery import split_issuer
+
+    seen = {split_issuer(v["issuer"])[0]}
+    out = []
+    for i, raw in enumerate(v["issuers"]):
+        path = f"issuers[{i}]"
+        template, tenants = raw["issuer"], raw["tenants"]
+        if ("{tenant}" in template) != bool(tenants):
+            raise ConfigError(f"{path}.tenants", "an issuer with {tenant} needs tenants, and tenants need "
+                              "{tenant} in the issuer")
+        for j, tenant in enumerate(tenants):
+            if not _TENANT_RE.match(tenant) or ".." in tenant:
+                raise ConfigError(f"{path}.tenants[{j}]", "must be one URL path segment "
+                                  "(letters, digits, '.', '_', '-')")
+        for expanded in [template.replace("{tenant}", t) for t in tenants] or [template]:
+            if "{" in expanded or "}" in expanded:
+                raise ConfigError(f"{path}.issuer", "the only placeholder is {tenant}")
+            check_absolute_url(expanded, f"{path}.issuer", allow_query=False)
+            parts = urlsplit(expanded)
+            if parts.scheme == "http" and not v["allow_insecure_issuer"] and not is_loopback_host(parts.hostname):
+                raise ConfigError(f"{path}.issuer", "http is only allowed on loopback hosts unless "
+                                  "allow_insecure_issuer is set")
+            exact = split_issuer(expanded)[0]
+            if exact in seen:
+                raise ConfigError(f"{path}.issuer", f"issuer {exact} is listed twice")
+            seen.add(exact)
+            out.append(IssuerConfig(
+                issuer=expanded,
+                audience_required=raw["audience_required"],
+                audience_claim=raw["audience_claim"],
+                scopes_claim=raw["scopes_claim"],
+                groups_claim=raw["groups_claim"],
+                roles_claim=raw["roles_claim"],
+            ))
+    if len(out) > 256:
+        raise ConfigError("issuers", "at most 256 issuers after tenant expansion")
+    return tuple(out)
+
+
+def _acr_list(items: tuple[str, ...] | None, path: str) -> tuple[str, ...] | None:
+    """acr values go into acr_values (space-separated): each must be one non-blank word."""
+    if items is None:
+        return None
+    for i, item in enumerate(items):
+        if not item or item.split() != [item] or '"' in item or "\\" in item:
+            raise ConfigError(f"{path}[{i}]", "must be one acr value without spaces or quotes")
+    return tuple(items)
+
+
+def _dpop_mode(value: str | None) -> str | None:
+    return "required" if value == "strict" else value
 
 
 def _check_cross_fields(v: dict[str, Any]) -> None:
     _check_issuer(v["issuer"], v["allow_insecure_issuer"])
+    v["issuers"] = _parse_issuers(v)
 
     algs = v["signing_algs"]
     if any(a in HMAC_ALGS for a in algs) and not v["hmac_secret"]:
@@ -731,6 +970,13 @@ def _check_cross_fields(v: dict[str, Any]) -> None:
             raise ConfigError("backchannel_logout_uri_suffix", "must start with '/'")
         if v["backchannel_logout_uri_suffix"] == v["logout_uri_suffix"]:
             raise ConfigError("backchannel_logout_uri_suffix", "must differ from logout_uri_suffix")
+    if "introspection" in methods:
+        _check_introspection(v)
+    v["proof_of_possession_dpop"] = _dpop_mode(v["proof_of_possession_dpop"])
+    _acr_list(v["acr_required"], "acr_required")
+    if v["dpop_use_nonce"] and not v["dpop_nonce_secret"]:
+        raise ConfigError("dpop_nonce_secret", "required when dpop_use_nonce is true (every node must "
+                          "issue and accept the same nonces)")
 
     policy_names: set[str] = set()
     for i, policy in enumerate(v["policies"]):
@@ -765,7 +1011,7 @@ def parse_config(raw: Mapping[str, Any]) -> PluginConfig:
         raise ConfigError("config", f"expected a record, got {_type_name(raw)}")
     v = _check_record(OPTIONS, raw, "", ignore=KONG_METADATA_KEYS)
     v["policies"] = tuple(_parse_policy(p, f"policies[{i}]") for i, p in enumerate(v["policies"]))
-    for name in ("scopes_required", "groups_required", "roles_required"):
+    for name in ("scopes_required", "groups_required", "roles_required", "amr_required"):
         v[name.split("_")[0] + "_any_of"] = parse_any_of(v[name], name)
     v["token_types"] = tuple(t.lower() for t in v["token_types"])
     _check_cross_fields(v)
@@ -818,11 +1064,12 @@ def options_markdown() -> str:
         lines.append("| " + " | ".join(_md_cell(c) for c in (
             f"`{opt.name}`", _md_type(opt), _md_default(opt), f"`{opt.ko}`" if opt.ko else "-",
             opt.description)) + " |")
-    lines += ["", "`policies[]` record:", "", "| field | type | default | description |", "|---|---|---|---|"]
-    for opt in POLICY_FIELDS:
-        default = "{}" if opt.type == "map" else _md_default(opt)
-        lines.append("| " + " | ".join(_md_cell(c) for c in (
-            f"`{opt.name}`", _md_type(opt), default, opt.description)) + " |")
+    for title, fields in (("`policies[]` record:", POLICY_FIELDS), ("`issuers[]` record:", ISSUER_FIELDS)):
+        lines += ["", title, "", "| field | type | default | description |", "|---|---|---|---|"]
+        for opt in fields:
+            default = "{}" if opt.type == "map" else _md_default(opt)
+            lines.append("| " + " | ".join(_md_cell(c) for c in (
+                f"`{opt.name}`", _md_type(opt), default, opt.description)) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -85,6 +85,8 @@ class ProviderError(OIDCError):
 class AuthError(OIDCError):
     status: int = 401
     error: str | None = None
+    # RFC 9449 7.1: answered with a DPoP challenge (set on errors of DPoP requests/routes).
+    dpop_challenge: bool = False
 
 
 class MissingToken(AuthError):
@@ -125,6 +127,46 @@ class InsufficientScope(AuthError):
         self.scope = scope
 
 
+class InvalidDpopProof(AuthError):
+    """RFC 9449 7.1: the DPoP proof is missing or fails a check (error invalid_dpop_proof)."""
+
+    status = 401
+    error = "invalid_dpop_proof"
+    dpop_challenge = True
+
+    def __init__(self, reason: str, description: str = "The DPoP proof is invalid", detail: str | None = None,
+                 *, error: str | None = None) -> None:
+        super().__init__(reason, description, detail)
+        if error is not None:
+            self.error = error
+
+
+class UseDpopNonce(AuthError):
+    """RFC 9449 9: the proof must carry the server nonce sent in the DPoP-Nonce header."""
+
+    status = 401
+    error = "use_dpop_nonce"
+    dpop_challenge = True
+
+    def __init__(self, nonce: str) -> None:
+        super().__init__("dpop_nonce_required", "Resource server requires nonce in DPoP proof",
+                         "proof without the current server nonce")
+        self.nonce = nonce
+
+
+class InsufficientUserAuthentication(AuthError):
+    """RFC 9470 3: the token's authentication (acr, amr, auth_time) is too weak or too old."""
+
+    status = 401
+    error = "insufficient_user_authentication"
+
+    def __init__(self, reason: str, description: str, detail: str | None = None, *,
+                 acr_values: str | None = None, max_age: int | None = None) -> None:
+        super().__init__(reason, description, detail)
+        self.acr_values = acr_values
+        self.max_age = max_age
+
+
 @dataclass
 class HttpResponse:
     status: int
@@ -161,8 +203,10 @@ def _scope_text(value: str) -> str:
     return " ".join(tokens)
 
 
-def render_error(err: AuthError, realm: str) -> HttpResponse:
-    """The RFC 6750 response for `err`: status, WWW-Authenticate and a JSON body."""
+def render_error(err: AuthError, realm: str, *, dpop_algs: str | None = None) -> HttpResponse:
+    """The RFC 6750 response for `err`: status, WWW-Authenticate and a JSON body. A DPoP error
+    (or any error on a DPoP request) gets the RFC 9449 `DPoP` challenge with `algs`; a step-up
+    error the RFC 9470 `acr_values` / `max_age` parameters."""
     description = _quoted_text(err.description)
     params = [f'realm="{_quoted_text(realm)}"']
     # RFC 6750 3.1: a request without any token gets no error code.
@@ -175,9 +219,19 @@ def render_error(err: AuthError, realm: str) -> HttpResponse:
             cleaned = _scope_text(scope)
             if cleaned:
                 params.append(f'scope="{cleaned}"')
-    header = "Bearer " + ", ".join(params)
-    return HttpResponse(
-        status=err.status,
-        headers={"WWW-Authenticate": header},
-        body={"message": description},
-    )
+        if isinstance(err, InsufficientUserAuthentication):
+            if err.acr_values:
+                params.append(f'acr_values="{_scope_text(err.acr_values)}"')
+            if err.max_age is not None:
+                params.append(f"max_age={int(err.max_age)}")
+    headers = {}
+    if err.dpop_challenge:
+        if dpop_algs:
+            params.append(f'algs="{_scope_text(dpop_algs)}"')
+        header = "DPoP " + ", ".join(params)
+        if isinstance(err, UseDpopNonce):
+            headers["DPoP-Nonce"] = err.nonce
+    else:
+        header = "Bearer " + ", ".join(params)
+    headers["WWW-Authenticate"] = header
+    return HttpResponse(status=err.status, headers=headers, body={"message": description})

@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
@@ -36,6 +37,8 @@ from kong_oidc_py.paths import PATH_DESCRIPTIONS, judge_path
 from kong_oidc_py.verification.extractor import bearer_removal, extract, query_without_token
 from kong_oidc_py.policy import MatchedPolicy, PolicySet
 from kong_oidc_py.idp.provider import Provider, ProviderSettings, get_provider
+from kong_oidc_py.verification.access import AccessTokens
+from kong_oidc_py.verification.dpop import build_binding, dpop_token, request_htu
 from kong_oidc_py.verification.verify import Claims, Verifier, VerifyOptions
 
 log = logging.getLogger("kong_oidc_py")
@@ -115,6 +118,10 @@ class Gateway:
         self._set_by_other_plugin = frozenset(name.lower() for name in KONG_CONSUMER_HEADERS)
         self.provider: Provider = get_provider(config.issuer, ProviderSettings.from_config(config))
         self.verifier = Verifier(self.provider, VerifyOptions.from_config(config))
+        self.binding = build_binding(config)
+        self.dpop_algs = self.binding.checker.algs_text if self.binding.checker is not None else None
+        self.tokens = AccessTokens.from_config(config, self.provider, self.verifier,
+                                               lambda issuer, settings: get_provider(issuer, settings))
         self.browser = None
         if "authorization_code" in config.auth_methods or "session" in config.auth_methods:
             from kong_oidc_py.browser.login import BrowserFlow
@@ -182,22 +189,39 @@ class Gateway:
             if outcome is not None:
                 return outcome
 
+        mode = policy.requirement.dpop or cfg.proof_of_possession_dpop
+        scheme = "bearer"
         try:
             query = req.query() if "query" in cfg.bearer_token_param_type else None
             token = extract(req.headers, cfg, query)
+            bound = dpop_token(req.headers) if "header" in cfg.bearer_token_param_type else None
+            if bound is not None:
+                if token is not None:
+                    raise InvalidRequest("invalid_request", "The token was sent by more than one method")
+                token, scheme = bound, "dpop"
             if token is None:
                 raise MissingToken()
-            claims = self.verifier.verify(token)
-            policy.requirement.evaluate(claims.data)
+            claims, how, paths = self.tokens.check(token)
+            self.binding.enforce(mode=mode, scheme=scheme, token=token, claims=claims.data, headers=req.headers,
+                                 method=req.method, htu=lambda: request_htu(req.scheme(), req.host(), req.port(),
+                                                                            req.path()))
+            policy.requirement.check_authentication(claims.data, time.time(), cfg.leeway)
+            policy.requirement.evaluate(claims.data, paths=paths)
             consumer, credential = self.consumer_for(req, claims)
         except AuthError as err:
+            if scheme == "dpop" or mode == "required":
+                err.dpop_challenge = True
             return self._deny_or_anonymous(req, err, policy)
         outcome = self._allow(
-            req, claims, policy_name=policy.name, decision="allow", auth_method="bearer",
-            consumer=consumer, credential=credential,
+            req, claims, policy_name=policy.name, decision="allow", auth_method=how,
+            consumer=consumer, credential=credential, claim_paths=paths,
         )
+        if scheme == "dpop":
+            outcome.log["token_binding"] = "dpop"
         if cfg.hide_credentials:
             self._hide_credentials(req, outcome, query)
+            if scheme == "dpop":
+                outcome.upstream_clear = sorted(set(outcome.upstream_clear) | {"authorization", "dpop"})
         return outcome
 
     # -- helpers shared with the browser flow --------------------------------------------
@@ -244,6 +268,7 @@ class Gateway:
         response_headers: Mapping[str, str | list[str]] | None = None,
         consumer: dict | None = None,
         credential: dict | None = None,
+        claim_paths: Any = None,
     ) -> Outcome:
         cfg = self.config
         upstream_set = self.identity(claims)
@@ -256,7 +281,8 @@ class Gateway:
         groups = [cfg.guard_group]
         if claims is not None and cfg.authenticated_groups_claim:
             groups.extend(v for v in claim_values(claims.data, [cfg.authenticated_groups_claim]) if v != cfg.guard_group)
-        log_fields = self._log_fields(claims, policy_name, decision, auth_method=auth_method)
+        log_fields = self._log_fields(claims, policy_name, decision, auth_method=auth_method,
+                                      claim_paths=claim_paths)
         if consumer is not None:
             log_fields["consumer"] = consumer.get("username") or consumer.get("custom_id") or consumer.get("id")
         return Outcome(
@@ -328,7 +354,7 @@ class Gateway:
                 return outcome
             fields["reason"] = "anonymous_not_found"
             return Outcome(status=500, body={"message": "An unexpected error occurred"}, log=fields)
-        response = render_error(err, cfg.realm)
+        response = render_error(err, cfg.realm, dpop_algs=self.dpop_algs)
         return Outcome(status=response.status, body=response.body, response_headers=dict(response.headers), log=fields)
 
     def deny(self, err: AuthError, policy_name: str) -> Outcome:
@@ -346,6 +372,7 @@ class Gateway:
         *,
         reason: str | None = None,
         auth_method: str | None = None,
+        claim_paths: Any = None,
     ) -> dict[str, Any]:
         fields: dict[str, Any] = {"decision": decision, "policy": policy_name}
         if reason:
@@ -361,7 +388,7 @@ class Gateway:
             client = data.get("client_id") or data.get("azp")
             if isinstance(client, str):
                 fields["client_id"] = client[:256]
-            scopes = claim_values(data, self.config.scopes_claim_paths)
+            scopes = claim_values(data, claim_paths.scopes if claim_paths else self.config.scopes_claim_paths)
             if scopes:
                 fields["scopes"] = " ".join(scopes)[:1024]
             fields["token_hash"] = claims.token_hash

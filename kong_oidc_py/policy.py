@@ -22,12 +22,12 @@ space-separated words of one item must all be present (AND).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from kong_oidc_py.claims import claim_values
 from kong_oidc_py.config import AnyOf, ClaimPath
-from kong_oidc_py.errors import InsufficientScope
+from kong_oidc_py.errors import InsufficientScope, InsufficientUserAuthentication
 from kong_oidc_py.paths import normalize_path  # noqa: F401 - re-exported: policies match normalized paths
 
 if TYPE_CHECKING:
@@ -56,11 +56,51 @@ class Requirement:
     scopes_claim: tuple[ClaimPath, ...] = (("scope",),)
     groups_claim: tuple[ClaimPath, ...] = (("groups",),)
     roles_claim: tuple[ClaimPath, ...] = (("roles",),)
+    dpop: str | None = None  # this policy's DPoP mode; None: the plugin-level one
+    acr: tuple[str, ...] = ()  # step-up (RFC 9470): any of these acr values
+    amr: AnyOf = ()
+    max_age: int | None = None
 
-    def evaluate(self, claims: Mapping[str, Any], cfg: Any = None) -> None:
+    @property
+    def steps_up(self) -> bool:
+        return bool(self.acr or self.amr or self.max_age is not None)
+
+    def check_authentication(self, auth: Mapping[str, Any], now: float, leeway: int = 0) -> None:
+        """RFC 9470: raise InsufficientUserAuthentication when `auth` (token claims, or a
+        session's ID token claims) lacks the acr, amr or freshness this requirement asks for."""
+        if not self.steps_up:
+            return
+        hint = " ".join(self.acr) or None
+
+        def fail(reason: str, detail: str) -> InsufficientUserAuthentication:
+            return InsufficientUserAuthentication(
+                reason, "A different authentication level is required", detail,
+                acr_values=hint, max_age=self.max_age)
+
+        if self.acr:
+            acr = auth.get("acr")
+            if type(acr) is not str or acr not in self.acr:
+                raise fail("insufficient_acr", f"acr {str(acr)[:40]!r} is not one of {' '.join(self.acr)}")
+        if self.amr:
+            amr = auth.get("amr")
+            have = frozenset(v for v in amr if type(v) is str) if type(amr) is list else frozenset()
+            if not _satisfied(self.amr, have):
+                raise fail("insufficient_amr", f"required amr: {_describe(self.amr)}")
+        if self.max_age is not None:
+            auth_time = auth.get("auth_time")
+            if type(auth_time) not in (int, float) or auth_time != auth_time:
+                raise fail("missing_auth_time", "auth_time absent")
+            if now - auth_time > self.max_age + leeway:
+                raise fail("auth_too_old", f"authenticated {int(now - auth_time)}s ago > max_age {self.max_age}")
+
+    def evaluate(self, claims: Mapping[str, Any], cfg: Any = None, *, paths: Any = None) -> None:
         """Raise InsufficientScope for the first unmet requirement (scopes, groups, roles,
-        claims). The claim locations are part of the Requirement, so `cfg` is unused and only
-        kept for the DESIGN.md signature."""
+        claims). The claim locations are part of the Requirement (`cfg` is unused, kept for the
+        DESIGN.md signature); `paths` (issuers.ClaimPaths) overrides them for a token from an
+        issuer with its own claim paths."""
+        if paths is not None:
+            return replace(self, scopes_claim=paths.scopes, groups_claim=paths.groups,
+                           roles_claim=paths.roles).evaluate(claims)
         if self.scopes and not _satisfied(self.scopes, frozenset(claim_values(claims, self.scopes_claim))):
             raise InsufficientScope(
                 "insufficient_scope", "The access token lacks a required scope",
@@ -173,6 +213,12 @@ def _requirement(policy: "PolicyConfig", cfg: "PluginConfig") -> Requirement:
         claims=policy.claims,
         public=policy.public,
         scope_hint=policy.scope_hint,
+        dpop=policy.dpop,
+        # A policy that sets any step-up field replaces the plugin-level step-up; one that sets
+        # none keeps it (a policy adding scopes must not silently drop an MFA requirement).
+        acr=(policy.acr_required or ()) if policy.step_up_set else cfg.acr_required,
+        amr=(policy.amr_required or ()) if policy.step_up_set else cfg.amr_any_of,
+        max_age=policy.max_age if policy.step_up_set else cfg.max_age,
         scopes_claim=cfg.scopes_claim_paths,
         groups_claim=cfg.groups_claim_paths,
         roles_claim=cfg.roles_claim_paths,
@@ -199,6 +245,9 @@ class PolicySet:
             scopes_claim=cfg.scopes_claim_paths,
             groups_claim=cfg.groups_claim_paths,
             roles_claim=cfg.roles_claim_paths,
+            acr=cfg.acr_required,
+            amr=cfg.amr_any_of,
+            max_age=cfg.max_age,
         ))
         entries = []
         for p in cfg.policies:

@@ -28,6 +28,7 @@ from kong_oidc_py.browser.pages import NO_STORE, page
 from kong_oidc_py.browser.requests import safe_return_path
 from kong_oidc_py.browser.session.cookie import parse_cookie_header
 from kong_oidc_py.browser.session.model import AuthorizationState, Session
+from kong_oidc_py.browser.step_up import acr_delivered
 from kong_oidc_py.browser.token_endpoint import TokenError, TokenResponse
 from kong_oidc_py.errors import InvalidToken, ProviderError
 from kong_oidc_py.verification.verify import Claims
@@ -43,7 +44,7 @@ class LoginSteps:
     """Mixed into BrowserFlow (login.py), which provides config, provider, verifiers, stores."""
 
     def _start_login(self, req: "RequestView", cookie_header: str, gw: "Gateway", policy: "MatchedPolicy",
-                     extra_cookies: list[str] | None = None) -> "Outcome":
+                     extra_cookies: list[str] | None = None, extra_params: dict[str, str] | None = None) -> "Outcome":
         from kong_oidc_py.gateway import Outcome
 
         try:
@@ -52,12 +53,16 @@ class LoginSteps:
             return self._page_outcome(gw, policy, "login_unavailable",
                                       *page(503, "Sign-in unavailable", "The identity provider cannot be reached. Try again later."))
         verifier, challenge = pkce_pair()
+        if extra_params is None and policy.requirement.acr:
+            # First login on a step-up route: ask for the level at once, not after a round trip.
+            extra_params = {"acr_values": " ".join(policy.requirement.acr)}
         state = AuthorizationState(
             state=_b64url(secrets.token_bytes(24)),
             nonce=_b64url(secrets.token_bytes(24)),
             code_verifier=verifier,
             original_url=safe_return_path(req.path(), req.raw_query()),
             created_at=time.time(),
+            acr_values=(extra_params or {}).get("acr_values", ""),
         )
         self._warn_host_mismatch(req)
         set_cookies = list(extra_cookies or [])
@@ -71,6 +76,7 @@ class LoginSteps:
             "nonce": state.nonce,
             "code_challenge": challenge,
             "code_challenge_method": "S256",
+            **(extra_params or {}),
         }
         if self.config.response_mode != "query":
             params["response_mode"] = self.config.response_mode
@@ -147,6 +153,13 @@ class LoginSteps:
             log.info("oidc: %s refused at the callback: %s %s", failing, err.reason, getattr(err, "detail", ""))
             return self._page_outcome(gw, policy, f"{failing}_{err.reason}",
                                       *page(401, "Sign-in failed", "The identity provider's answer did not verify.", retry),
+                                      set_cookies=clear_cookies)
+        if not acr_delivered(pending.acr_values, id_claims.data):
+            # The IdP did not authenticate at the level this login asked for: a session from it
+            # would only be sent back again, so the browser gets a page instead of a loop.
+            return self._page_outcome(gw, policy, "step_up_not_met",
+                                      *page(401, "Stronger sign-in required",
+                                            "The identity provider did not confirm the required sign-in method.", retry),
                                       set_cookies=clear_cookies)
         now = time.time()
         session = Session.new(

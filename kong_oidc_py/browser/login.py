@@ -27,8 +27,9 @@ from kong_oidc_py.browser.session.locks import SessionStoreError
 from kong_oidc_py.browser.session.model import Session
 from kong_oidc_py.browser.session.cookie import CHUNK_BUDGET, MAX_CHUNKS
 from kong_oidc_py.browser.session.store import AuthorizationStore, SessionRevoked, SessionTooLarge, build_session_store
+from kong_oidc_py.browser.step_up import authorization_params, session_auth
 from kong_oidc_py.browser.token_endpoint import TokenClient, TokenError, TokenResponse
-from kong_oidc_py.errors import AuthError, InvalidToken, MissingToken, ProviderError
+from kong_oidc_py.errors import AuthError, InsufficientUserAuthentication, InvalidToken, MissingToken, ProviderError
 from kong_oidc_py.verification.verify import Claims, Verifier, VerifyOptions
 
 if TYPE_CHECKING:
@@ -150,6 +151,18 @@ class BrowserFlow(LoginSteps, LogoutSteps):
                 return self._session_failed(req, cookies, gw, policy, reason)
             refreshed = reason == "refreshed"
             set_cookies += refreshed_cookies
+        auth = session_auth(session.id_token)
+        try:
+            policy.requirement.check_authentication(auth, now, self.config.leeway)
+        except InsufficientUserAuthentication as err:
+            # Step-up (RFC 9470): a navigation goes back to the IdP asking for the level, an API
+            # call gets the challenge.
+            if self.login_enabled and is_navigation(req):
+                outcome = self._start_login(req, "; ".join(req.headers.get("cookie") or []), gw, policy,
+                                            extra_params=authorization_params(err))
+                outcome.log["reason"] = err.reason
+                return outcome
+            return gw.deny(err, policy.name)
         try:
             claims = self._session_claims(session)
             policy.requirement.evaluate(claims.data)
@@ -180,6 +193,8 @@ class BrowserFlow(LoginSteps, LogoutSteps):
         )
         if refreshed:
             outcome.log["refreshed"] = True  # this request made the token-endpoint call
+        if isinstance(auth.get("acr"), str):
+            outcome.log["acr"] = auth["acr"][:64]
         return outcome
 
     def _session_claims(self, session: Session) -> Claims:

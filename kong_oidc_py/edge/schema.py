@@ -45,7 +45,12 @@ def field_schema(opt: Option) -> dict[str, Any]:
         out["fields"] = [{f.name: field_schema(f)} for f in opt.fields]
     if opt.secret:
         out["encrypted"] = True
-        out["referenceable"] = True
+        if opt.type == "array" and "elements" in out:
+            # Kong resolves vault references per string: on an array the elements carry it
+            # (as Kong Enterprise's introspection_headers_values does).
+            out["elements"] = {**out["elements"], "referenceable": True}
+        else:
+            out["referenceable"] = True
     if opt.description:
         out["description"] = opt.description
     return out

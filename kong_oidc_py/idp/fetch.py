@@ -228,6 +228,38 @@ class Fetcher:
         except ValueError as exc:
             raise ProviderError(reason, f"{url} did not answer a JSON object: {exc}", cause="bad_json") from None
 
+    def post_form(
+        self, url: str, form: dict[str, str], *, headers: dict[str, str], reason: str
+    ) -> tuple[str, bytes]:
+        """POST a form to `url`; (content type, body) of a 200 answer, ProviderError(reason) otherwise.
+
+        Same rules as get_json: https rule, no redirects, size limit while streaming, one deadline
+        for the whole exchange. The body is returned raw: an RFC 9701 answer is a JWT, not JSON.
+        """
+        check_url(url, allow_insecure=self.allow_insecure, reason=reason)
+        deadline = time.monotonic() + self.timeout
+        try:
+            with self._client.stream("POST", url, data=form, headers=headers) as response:
+                if response.status_code != 200:
+                    raise ProviderError(reason, f"{url} answered HTTP {response.status_code}")
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise ProviderError(reason, f"{url} answered more than {self.max_bytes} bytes")
+                    if time.monotonic() > deadline:
+                        raise ProviderError(reason, f"{url} did not answer within {self.timeout:g}s")
+                    chunks.append(chunk)
+                content_type = response.headers.get("content-type", "")
+        except ProviderError:
+            raise
+        except httpx.TimeoutException:
+            raise ProviderError(reason, f"{url} did not answer within {self.timeout:g}s") from None
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            raise ProviderError(reason, f"{url} unreachable: {type(exc).__name__}") from None
+        return content_type.split(";", 1)[0].strip().lower(), b"".join(chunks)
+
     def close(self) -> None:
         with self._lock:
             if not self._closed:

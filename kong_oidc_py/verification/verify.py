@@ -300,7 +300,19 @@ class Verifier:
             trace.append(Step("header", True, f"alg={alg} (allowed) typ={_shown(typ)} kid={_shown(kid)}, no crit"))
         return alg, kid
 
-    def _check_claims(self, data: dict, now: float, trace: list[Step] | None = None) -> float | None:
+    def check_claims(self, data: dict, now: float, *, require_exp: bool | None = None) -> float | None:
+        """The registered-claim rules (JSON types, then iss, aud, exp, nbf, iat, ID-token look) on
+        claims that came from elsewhere (an introspection answer); InvalidToken naming the failed check."""
+        try:
+            check_claim_types(data)
+            return self._check_claims(data, now, None, self._require_exp if require_exp is None else require_exp)
+        except InvalidToken:
+            raise
+        except Exception as exc:  # noqa: BLE001 - hostile input must never escape as another type
+            raise _fail("malformed", str(exc)[:120] if isinstance(exc, ValueError) else type(exc).__name__) from None
+
+    def _check_claims(self, data: dict, now: float, trace: list[Step] | None = None,
+                      require_exp: bool | None = None) -> float | None:
         """The registered claims (their JSON types already checked); returns exp (or None when
         absent and allowed)."""
         leeway = self._leeway
@@ -331,7 +343,7 @@ class Verifier:
 
         exp = data.get("exp")
         if exp is None:
-            if self._require_exp:
+            if self._require_exp if require_exp is None else require_exp:
                 raise _fail("missing_claim", "exp")
         elif exp <= now - leeway:
             raise _fail("expired", f"exp {exp} <= now {now:.0f} - leeway {leeway}")

@@ -149,7 +149,7 @@ function defaultClients() {
 // (oidc-provider's own `scope` metadata only governs OpenID scopes such as openid/profile/email.)
 const clientExtraClaims = new Map();
 const clientAllowedScopes = new Map();
-const clients = (config.clients ?? defaultClients()).map((c) => {
+const clients = [...(config.clients ?? defaultClients()), ...(config.extra_clients ?? [])].map((c) => {
   const { extra_claims: extra, allowed_scopes: allowed, ...metadata } = c;
   if (extra) clientExtraClaims.set(metadata.client_id, extra);
   if (allowed !== undefined) clientAllowedScopes.set(metadata.client_id, new Set(allowed.split(' ')));
@@ -334,7 +334,10 @@ function interactionRoutes(provider) {
         ctx.body = loginPage(uid, details.params, 'Invalid username or password.');
         return undefined;
       }
-      return finish({ login: { accountId: username } }, false);
+      // Step-up: asking for acr "mfa" stands for a second factor the user completes here.
+      const wanted = String(details.params.acr_values ?? '').split(' ');
+      const acr = wanted.includes('mfa') ? 'mfa' : 'pwd';
+      return finish({ login: { accountId: username, acr, amr: acr === 'mfa' ? ['pwd', 'otp'] : ['pwd'] } }, false);
     }
     if (action === '/abort' && ctx.method === 'GET') {
       return finish({ error: 'access_denied', error_description: 'End-User aborted interaction' }, false);
@@ -376,7 +379,12 @@ function build(issuer) {
     renderError,
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
     claims: {
-      openid: ['sub'],
+      // acr, amr and auth_time in every ID token (oidc-provider sends them only when asked for),
+      // so the step-up tests see a password login's level too.
+      acr: null,
+      amr: null,
+      auth_time: null,
+      openid: ['sub', 'acr', 'amr', 'auth_time'],
       email: ['email', 'email_verified'],
       profile: ['name', 'given_name', 'family_name', 'preferred_username', 'groups', 'roles', 'realm_access'],
     },
@@ -393,6 +401,7 @@ function build(issuer) {
       return fetch(url, rest);
     },
     responseTypes,
+    acrValues: ['pwd', 'mfa'],
     pkce: { required: () => config.pkce_required ?? true },
     // Refresh tokens for every client allowed the refresh_token grant, offline_access or not
     // (without offline_access they end with the OP session, oidc-provider's expiresWithSession).
@@ -403,6 +412,7 @@ function build(issuer) {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
+      jwtIntrospection: { enabled: config.jwt_introspection ?? false },
       revocation: { enabled: true },
       rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
       backchannelLogout: { enabled: Boolean(config.backchannel_logout_uri) },

@@ -51,3 +51,10 @@ def test_e2e_and_scaling_bench_run():
     assert {"kong_none", "kong_repeat", "kong_first", "envoy_none", "envoy_jwt"} <= out["results"].keys()
     out = _run("scaling")
     assert out["memory"]["cache_len"] <= 10000
+
+
+def test_tokens_bench_runs():
+    out = _run("tokens")
+    assert {"introspection_cached_us", "jwt_cached_us", "ratio"} <= out["introspection"].keys()
+    for alg in ("ES256", "EdDSA", "RS256", "PS256"):
+        assert {"dpop_check_us", "signature_us", "ratio"} <= out["dpop"][alg].keys()

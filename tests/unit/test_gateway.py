@@ -321,3 +321,55 @@ def test_without_anonymous_a_prior_credential_is_not_even_read():
     req = FakeRequest(credential={"id": "key-1"})
     out = gw().handle(req)
     assert out.status == 401 and req.credential_reads == 0
+
+
+# -- opaque tokens (introspection) ---------------------------------------------------------
+
+
+class FakeIntrospector:
+    def __init__(self, answers):
+        self.answers, self.seen = answers, []
+
+    def introspect(self, tok):
+        from kong_oidc_py.verification.verify import Claims
+
+        self.seen.append(tok)
+        answer = self.answers[tok]
+        if isinstance(answer, Exception):
+            raise answer
+        return Claims(data=answer, token_hash="abc123", kid=None, alg="introspection")
+
+
+def introspecting(answers, **config):
+    g = gw(auth_methods=["bearer", "introspection"], client_id="rs", client_secret="rs-secret-value", **config)
+    g.tokens.introspector = FakeIntrospector(answers)
+    return g
+
+
+def test_opaque_token_is_introspected_and_feeds_policy_and_identity_headers():
+    g = introspecting({"opaque": {"iss": ISSUER, "sub": "alice", "scope": "read", "groups": ["a"]}},
+                      scopes_required=["read"], **IDENTITY)
+    out = g.handle(FakeRequest(bearer("opaque")))
+    assert out.allowed and out.upstream_set == {"X-User-Id": "alice", "X-Groups": "a"}
+    assert out.log["auth_method"] == "introspection" and out.log["scopes"] == "read"
+
+
+def test_introspected_token_without_the_scope_is_403():
+    g = introspecting({"opaque": {"iss": ISSUER, "sub": "alice", "scope": "read"}}, scopes_required=["admin"])
+    out = g.handle(FakeRequest(bearer("opaque")))
+    assert out.status == 403 and 'scope="admin"' in out.response_headers["WWW-Authenticate"]
+
+
+def test_inactive_token_is_401_invalid_token():
+    from kong_oidc_py.errors import InvalidToken
+
+    g = introspecting({"opaque": InvalidToken("inactive", "The token is not active", "active=false")})
+    out = g.handle(FakeRequest(bearer("opaque")))
+    assert out.status == 401 and 'error="invalid_token"' in out.response_headers["WWW-Authenticate"]
+    assert out.log["reason"] == "inactive"
+
+
+def test_jwt_is_still_verified_locally_when_introspection_is_on():
+    g = introspecting({})
+    out = g.handle(FakeRequest(bearer(token())))
+    assert out.allowed and out.log["auth_method"] == "bearer" and g.tokens.introspector.seen == []

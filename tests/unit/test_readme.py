@@ -58,7 +58,7 @@ def test_every_option_is_documented(name):
 
 # -- recipes -----------------------------------------------------------------------------
 
-EXPECTED_RECIPES = {"api", "browser", "policies", "keycloak", "okta", "auth0", "cognito", "azure"}
+EXPECTED_RECIPES = {"api", "browser", "policies", "keycloak", "okta", "auth0", "cognito", "azure", "okta-opaque", "two-issuers", "dpop", "admin-mfa"}
 
 
 def test_all_recipes_are_present():

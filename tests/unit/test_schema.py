@@ -115,7 +115,14 @@ def test_named_top_level_fields_all_have_descriptions():
 def test_secrets_are_encrypted_and_referenceable():
     flagged = {name for entry in SCHEMA for name, spec in entry.items() if spec.get("encrypted")}
     assert flagged == SECRET_OPTIONS == {"client_secret", "session_secret", "hmac_secret", "session_redis_password",
-                                         "session_redis_sentinel_password"}
+                                         "session_redis_sentinel_password", "client_jwk",
+                                         "introspection_headers_values", "dpop_nonce_secret"}
+
+
+def test_secret_arrays_make_each_element_referenceable():
+    spec = next(e["introspection_headers_values"] for e in SCHEMA if "introspection_headers_values" in e)
+    assert spec["encrypted"] is True and "referenceable" not in spec
+    assert spec["elements"] == {"type": "string", "referenceable": True}
 
 
 def test_schema_is_plain_json():

@@ -209,18 +209,22 @@ class AuthorizationState:
     code_verifier: str
     original_url: str
     created_at: float
+    acr_values: str = ""  # step-up: the acr values this login asked for ("" for none)
 
     def __repr__(self) -> str:
         return f"AuthorizationState(original_url={self.original_url!r}, created_at={self.created_at})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"s": self.state, "n": self.nonce, "v": self.code_verifier, "u": self.original_url, "c": _secs(self.created_at)}
+        out = {"s": self.state, "n": self.nonce, "v": self.code_verifier, "u": self.original_url, "c": _secs(self.created_at)}
+        if self.acr_values:
+            out["a"] = self.acr_values
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AuthorizationState":
         if not isinstance(d, Mapping):
             raise ValueError("not an object")
-        return cls(_str(d, "s"), _str(d, "n"), _str(d, "v"), _str(d, "u"), _int(d, "c"))
+        return cls(_str(d, "s"), _str(d, "n"), _str(d, "v"), _str(d, "u"), _int(d, "c"), _opt_str(d, "a") or "")
 
 
 def _str(d: Mapping[str, Any], k: str) -> str:

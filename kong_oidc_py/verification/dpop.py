@@ -1,0 +1,441 @@
+"""DPoP (RFC 9449): proof checking and the token binding rules.
+
+A proof is checked in the order of RFC 9449 4.3, cheapest and least trusting first: one
+`DPoP` header, size, JWS shape, header (`typ` dpop+jwt, an asymmetric `alg` on the allow-list,
+a public `jwk` with no private member whose key type fits the alg), the signature with that
+jwk, then the claims: `htm` and `htu` against the request as Kong sees it (forwarded scheme,
+host and port when Kong trusts the proxy; path without query or fragment), `iat` inside the
+window, `ath` = the access token's hash, the server nonce when required, and last the `jti`
+replay check (last, so an invalid proof never burns a jti). The key's RFC 7638 thumbprint must
+equal the token's `cnf.jkt`.
+
+Binding rules (`Binding.enforce`): a token bound to a key (`cnf.jkt`) needs the DPoP scheme and a
+proof with that key; presented as Bearer it is refused in every mode, `off` included, because
+a plugin that ignored the binding would turn a stolen bound token back into a bearer token.
+In `strict`/`required` mode every token needs a proof; in `optional` only bound ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol
+from urllib.parse import unquote, urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, ed448, rsa
+
+from kong_oidc_py.errors import InvalidDpopProof, InvalidRequest, InvalidToken, UseDpopNonce
+from kong_oidc_py.idp.fetch import _DECODER
+from kong_oidc_py.verification.verify import _VERIFY, ASYMMETRIC_ALGS, _b64decode
+
+DPOP_TYPE = "dpop+jwt"
+DEFAULT_DPOP_ALGS = ("ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "EdDSA")
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+MAX_PROOF_SIZE = 8192
+MAX_JTI = 256
+_KTY_FOR_ALG = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+_CURVE_FOR_ALG = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+_EC_CURVES = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+_THUMB_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
+_DPOP_SCHEME = re.compile(r"[Dd][Pp][Oo][Pp] ([A-Za-z0-9\-._~+/]+=*)")
+_UNRESERVED = re.compile(r"%(2[DdEe]|5[Ff]|7[Ee]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa])")
+_MAX_KEYS = 1024
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def access_token_hash(token: str) -> str:
+    """RFC 9449 4.2 `ath`: base64url(SHA-256(ASCII(token)))."""
+    return b64url(hashlib.sha256(token.encode("ascii")).digest())
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638: SHA-256 over the required members, lexicographic order, no whitespace."""
+    members = _THUMB_MEMBERS[jwk["kty"]]
+    canonical = "{" + ",".join(f'"{m}":"{jwk[m]}"' for m in members) + "}"
+    return b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+# -- replay stores ----------------------------------------------------------------------------
+
+
+class ReplayStore(Protocol):
+    def first_use(self, key: str, ttl: float) -> bool:
+        """True the first time `key` is seen within `ttl` seconds, False for a replay."""
+
+
+class MemoryReplayStore:
+    """Bounded: at `max_size` the oldest entry goes (its proof is then about to expire anyway
+    when the store is sized for the traffic of one proof lifetime)."""
+
+    def __init__(self, max_size: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_size = max_size
+        self.clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_use(self, key: str, ttl: float) -> bool:
+        now = self.clock()
+        with self._lock:
+            seen = self._seen
+            # Expired entries sit at the front (same ttl for every entry): each call drops one,
+            # so the store never holds more than the proofs of one lifetime plus the cap.
+            if seen:
+                oldest_key = next(iter(seen))
+                if seen[oldest_key] <= now:
+                    del seen[oldest_key]
+            deadline = seen.get(key)
+            if deadline is not None:
+                if deadline > now:
+                    return False
+                del seen[key]
+            elif len(seen) >= self.max_size:
+                seen.popitem(last=False)
+            seen[key] = now + ttl
+            return True
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+class RedisReplayStore:
+    """Shared by every Kong node: one `SET key 1 NX PX ttl` per proof. A Redis failure is a
+    refusal (fail closed), never a pass."""
+
+    def __init__(self, client: Any, prefix: str = "oidc") -> None:
+        self.client = client
+        self.prefix = f"{prefix}:dpop:"
+
+    def first_use(self, key: str, ttl: float) -> bool:
+        # Hashed: the key holds a client-chosen jti, and Redis keys should stay short and plain.
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        try:
+            return bool(self.client.set(self.prefix + digest, b"1", nx=True, px=max(int(ttl * 1000), 1)))
+        except Exception as exc:  # noqa: BLE001 - any Redis failure
+            raise InvalidDpopProof("dpop_replay_store_failed", "The DPoP proof could not be checked",
+                                   f"replay store: {type(exc).__name__}") from None
+
+
+# -- nonces -----------------------------------------------------------------------------------
+
+
+class NonceSource:
+    """Stateless nonces: HMAC(secret, time window). The current and the previous window are
+    accepted, so a nonce lives between one and two `lifetime`s; every node with the same secret
+    issues and accepts the same nonces."""
+
+    def __init__(self, secret: bytes, lifetime: int, clock: Callable[[], float] = time.time) -> None:
+        self._key = hashlib.sha256(b"kong-oidc-py dpop nonce\x00" + secret).digest()
+        self.lifetime = max(lifetime, 1)
+        self.clock = clock
+
+    def _for(self, window: int) -> str:
+        return b64url(hmac.digest(self._key, str(window).encode(), "sha256")[:18])
+
+    def current(self) -> str:
+        return self._for(int(self.clock() // self.lifetime))
+
+    def valid(self, nonce: Any) -> bool:
+        if type(nonce) is not str:
+            return False
+        window = int(self.clock() // self.lifetime)
+        return any(hmac.compare_digest(nonce, self._for(w)) for w in (window, window - 1))
+
+
+# -- the proof --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DpopOptions:
+    mode: str = "off"  # off | optional | required
+    algs: frozenset[str] = frozenset(DEFAULT_DPOP_ALGS)
+    proof_lifetime: int = 300
+    leeway: int = 0
+    use_nonce: bool = False
+    nonce_secret: bytes | None = None
+
+
+def _proof_error(reason: str, detail: str) -> InvalidDpopProof:
+    return InvalidDpopProof(reason, "The DPoP proof is invalid", detail)
+
+
+def _public_key(jwk: Mapping[str, Any], alg: str) -> Any:
+    kty = jwk.get("kty")
+    if kty != _KTY_FOR_ALG.get(alg[:2]):
+        raise _proof_error("dpop_bad_key", f"jwk kty {str(kty)[:10]!r} does not fit alg {alg}")
+    if kty == "RSA":
+        n, e = jwk.get("n"), jwk.get("e")
+        if type(n) is not str or type(e) is not str:
+            raise _proof_error("dpop_bad_key", "RSA jwk needs n and e")
+        modulus = int.from_bytes(_b64decode(n.encode("ascii")), "big")
+        if modulus.bit_length() < 2048:
+            raise _proof_error("dpop_bad_key", "RSA key shorter than 2048 bits")
+        return rsa.RSAPublicNumbers(int.from_bytes(_b64decode(e.encode("ascii")), "big"), modulus).public_key()
+    if kty == "EC":
+        crv, x, y = jwk.get("crv"), jwk.get("x"), jwk.get("y")
+        if crv != _CURVE_FOR_ALG[alg] or type(x) is not str or type(y) is not str:
+            raise _proof_error("dpop_bad_key", f"EC jwk must be on {_CURVE_FOR_ALG[alg]} with x and y")
+        size = (_EC_CURVES[crv].key_size + 7) // 8
+        xb, yb = _b64decode(x.encode("ascii")), _b64decode(y.encode("ascii"))
+        if len(xb) != size or len(yb) != size:
+            raise _proof_error("dpop_bad_key", "EC coordinates have the wrong length")
+        # from_encoded_point checks the point is on the curve.
+        return ec.EllipticCurvePublicKey.from_encoded_point(_EC_CURVES[crv], b"\x04" + xb + yb)
+    crv, x = jwk.get("crv"), jwk.get("x")
+    if type(x) is not str or crv not in ("Ed25519", "Ed448"):
+        raise _proof_error("dpop_bad_key", "OKP jwk must be Ed25519 or Ed448 with x")
+    cls = ed25519.Ed25519PublicKey if crv == "Ed25519" else ed448.Ed448PublicKey
+    return cls.from_public_bytes(_b64decode(x.encode("ascii")))
+
+
+def normalize_htu(url: str) -> str | None:
+    """RFC 9449 4.3 step 9: scheme and host lower-cased, default port dropped, dot segments
+    resolved, unreserved percent-escapes decoded; query and fragment ignored. None if unusable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host or parts.username is not None:
+        return None
+    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
+        netloc = f"[{host}]" if ":" in host else host
+    else:
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"{scheme}://{netloc}{_normalize_path(parts.path or '/')}"
+
+
+def _normalize_path(path: str) -> str:
+    path = _UNRESERVED.sub(lambda m: unquote(m.group(0)), path)
+    out: list[str] = []
+    for segment in path.split("/")[1:]:
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment != ".":
+            out.append(segment)
+    tail = "/" if path.endswith(("/", "/.", "/..")) and out and out[-1] != "" else ""
+    return "/" + "/".join(out) + tail
+
+
+def request_htu(scheme: str, host: str, port: int, path: str) -> str:
+    return normalize_htu(f"{scheme}://{host}:{port}{path}") or ""
+
+
+class ProofChecker:
+    def __init__(self, options: DpopOptions, replay: ReplayStore, *, clock: Callable[[], float] = time.time) -> None:
+        self.options = options
+        self.replay = replay
+        self.clock = clock
+        self.algs = frozenset(options.algs) & ASYMMETRIC_ALGS
+        self.algs_text = " ".join(a for a in DEFAULT_DPOP_ALGS if a in self.algs)
+        self.nonces = (NonceSource(options.nonce_secret or secrets.token_bytes(32), options.proof_lifetime, clock)
+                       if options.use_nonce else None)
+        # header segment -> (alg, thumbprint, key): parsing a key costs as much as half a verification.
+        self._headers: dict[bytes, tuple[str, str, Any]] = {}
+        # access token -> its ath (a client sends many proofs per token); bounded.
+        self._aths: dict[str, str] = {}
+
+    def check(self, proof: str, *, method: str, htu: Callable[[], str], access_token: str) -> str:
+        """The proof key's RFC 7638 thumbprint; InvalidDpopProof / UseDpopNonce otherwise.
+        `htu` is called only once the proof's signature holds (it costs PDK calls)."""
+        try:
+            return self._check(proof, method, htu, access_token)
+        except (InvalidDpopProof, UseDpopNonce):
+            raise
+        except Exception as exc:  # noqa: BLE001 - hostile input must never escape as another type
+            raise _proof_error("dpop_malformed", type(exc).__name__) from None
+
+    def _check_header(self, header_b64: bytes) -> tuple[str, str, Any]:
+        """(alg, jwk thumbprint, public key) of a header that passes every header rule."""
+        header = _DECODER.decode(_b64decode(header_b64).decode("utf-8"))
+        if type(header) is not dict:
+            raise _proof_error("dpop_malformed", "header is not an object")
+        typ = header.get("typ")
+        if type(typ) is not str or typ.lower() != DPOP_TYPE:
+            raise _proof_error("dpop_bad_type", "typ is not dpop+jwt")
+        alg = header.get("alg")
+        if type(alg) is not str or alg not in self.algs:
+            raise _proof_error("dpop_alg_not_allowed", f"alg {str(alg)[:20]!r} not allowed")
+        if "crit" in header:
+            raise _proof_error("dpop_malformed", "crit present")
+        jwk = header.get("jwk")
+        if type(jwk) is not dict:
+            raise _proof_error("dpop_bad_key", "no jwk")
+        if not PRIVATE_MEMBERS.isdisjoint(jwk):
+            raise _proof_error("dpop_bad_key", "jwk carries private key material")
+        kty = jwk.get("kty")
+        if kty not in _THUMB_MEMBERS or not all(type(jwk.get(m)) is str for m in _THUMB_MEMBERS[kty]):
+            raise _proof_error("dpop_bad_key", "jwk lacks its required members")
+        return alg, jwk_thumbprint(jwk), _public_key(jwk, alg)
+
+    def _check(self, proof: str, method: str, htu: Callable[[], str], access_token: str) -> str:
+        if len(proof) > MAX_PROOF_SIZE:
+            raise _proof_error("dpop_malformed", "proof too large")
+        raw = proof.encode("ascii")
+        parts = raw.split(b".")
+        if len(parts) != 3 or not all(parts):
+            raise _proof_error("dpop_malformed", "not a JWS")
+        # A client signs every proof with the same header bytes (typ, alg, jwk): its parse is
+        # remembered, but only once a signature by its key has verified (bounded table).
+        known = self._headers.get(parts[0])
+        alg, thumbprint, key = known if known is not None else self._check_header(parts[0])
+        try:
+            _VERIFY[alg](key, _b64decode(parts[2]), raw[: len(parts[0]) + 1 + len(parts[1])])
+        except Exception:  # noqa: BLE001 - InvalidSignature or a malformed signature
+            raise _proof_error("dpop_bad_signature", f"alg={alg}") from None
+        if known is None:
+            if len(self._headers) >= _MAX_KEYS:
+                self._headers.clear()
+            self._headers[parts[0]] = (alg, thumbprint, key)
+
+        claims = _DECODER.decode(_b64decode(parts[1]).decode("utf-8"))
+        if type(claims) is not dict:
+            raise _proof_error("dpop_malformed", "payload is not an object")
+        jti = claims.get("jti")
+        if type(jti) is not str or not jti or len(jti) > MAX_JTI:
+            raise _proof_error("dpop_missing_claim", "jti")
+        if claims.get("htm") != method:
+            raise _proof_error("dpop_bad_htm", f"htm {str(claims.get('htm'))[:10]!r} is not {method}")
+        htu_claim = claims.get("htu")
+        expected = htu()
+        # Clients usually send the URL exactly as the server spells it: compare before normalizing.
+        if type(htu_claim) is not str or (htu_claim != expected and normalize_htu(htu_claim) != expected):
+            raise _proof_error("dpop_bad_htu", f"htu does not match {expected}")
+        iat = claims.get("iat")
+        if type(iat) not in (int, float) or not math.isfinite(iat):
+            raise _proof_error("dpop_missing_claim", "iat")
+        now = self.clock()
+        leeway = self.options.leeway
+        if iat > now + leeway + 5:
+            # A few seconds of client clock skew are normal (RFC 9449 11.1).
+            raise _proof_error("dpop_iat_in_future", f"iat {iat} > now {now:.0f}")
+        if iat < now - self.options.proof_lifetime - leeway:
+            raise _proof_error("dpop_expired", f"iat {iat} older than {self.options.proof_lifetime}s")
+        ath = claims.get("ath")
+        expected_ath = self._aths.get(access_token)
+        if expected_ath is None:
+            expected_ath = access_token_hash(access_token)
+            if len(self._aths) >= _MAX_KEYS:
+                self._aths.clear()
+            self._aths[access_token] = expected_ath
+        if type(ath) is not str or not hmac.compare_digest(ath, expected_ath):
+            raise _proof_error("dpop_bad_ath", "ath does not match the access token")
+        if self.nonces is not None and not self.nonces.valid(claims.get("nonce")):
+            raise UseDpopNonce(self.nonces.current())
+        ttl = self.options.proof_lifetime + 2 * leeway + 10
+        replay_key = f"{thumbprint}:{jti}"
+        if not self.replay.first_use(replay_key, ttl):
+            raise _proof_error("dpop_replayed", "jti already used")
+        return thumbprint
+
+
+# -- binding rules ----------------------------------------------------------------------------
+
+
+def dpop_token(headers: Mapping[str, Any]) -> str | None:
+    """The token of `Authorization: DPoP <token>` (same strictness as Bearer), or None."""
+    values = headers.get("authorization")
+    if not values:
+        return None
+    value = values[0] if isinstance(values, list) else values
+    if not isinstance(value, str) or not value[:5].lower() == "dpop ":
+        return None
+    m = _DPOP_SCHEME.fullmatch(value.strip(" \t"))
+    if m is None:
+        raise InvalidRequest("invalid_request", "Malformed Authorization header: expected 'DPoP <token>'")
+    return m.group(1)
+
+
+def bound_thumbprint(claims: Mapping[str, Any]) -> str | None:
+    cnf = claims.get("cnf")
+    if type(cnf) is not dict:
+        return None
+    jkt = cnf.get("jkt")
+    return jkt if type(jkt) is str else None
+
+
+def refuse_unsupported_binding(claims: Mapping[str, Any]) -> None:
+    """A token bound to something we cannot check (mTLS, RFC 8705) is not a bearer token."""
+    cnf = claims.get("cnf")
+    if type(cnf) is dict and "x5t#S256" in cnf:
+        raise InvalidToken("mtls_bound_token", "The token is bound to a client certificate",
+                           "cnf.x5t#S256: certificate-bound tokens cannot be checked here (docs/limitations.md)")
+
+
+class Binding:
+    """Applies the mode and the binding rules to one request."""
+
+    def __init__(self, checker: ProofChecker | None, default_mode: str) -> None:
+        self.checker = checker
+        self.default_mode = default_mode
+
+    def enforce(self, *, mode: str, scheme: str, token: str, claims: Mapping[str, Any],
+                headers: Mapping[str, Any], method: Callable[[], str], htu: Callable[[], str]) -> None:
+        refuse_unsupported_binding(claims)
+        jkt = bound_thumbprint(claims)
+        if scheme != "dpop":
+            if jkt is not None:
+                raise InvalidToken("dpop_bound_as_bearer", "The token is DPoP-bound and needs a DPoP proof",
+                                   "cnf.jkt token presented with the Bearer scheme")
+            if mode == "required":
+                raise InvalidDpopProof("dpop_required", "A DPoP-bound token and proof are required",
+                                       "Bearer scheme on a DPoP-required route", error="invalid_token")
+            return
+        if mode == "off" or self.checker is None:
+            # We cannot check proofs here: the scheme is as unknown as any other.
+            raise InvalidRequest("invalid_request", "The DPoP scheme is not enabled here")
+        proofs = headers.get("dpop") or []
+        proofs = [proofs] if isinstance(proofs, str) else list(proofs)
+        if len(proofs) != 1 or not isinstance(proofs[0], str):
+            raise _proof_error("dpop_missing_proof" if not proofs else "dpop_several_proofs",
+                               f"{len(proofs)} DPoP headers")
+        thumbprint = self.checker.check(proofs[0], method=method(), htu=htu, access_token=token)
+        if jkt is None:
+            # RFC 9449 7.1: the DPoP scheme with a token that is not bound is an error.
+            raise InvalidToken("dpop_unbound_token", "The token is not DPoP-bound", "no cnf.jkt")
+        if not hmac.compare_digest(jkt, thumbprint):
+            raise InvalidToken("dpop_key_mismatch", "The DPoP proof key does not match the token",
+                               "cnf.jkt differs from the proof key thumbprint")
+
+
+def build_binding(config: Any) -> Binding:
+    """The Binding for a PluginConfig: a proof checker when any mode (plugin or policy) is on."""
+    modes = {config.proof_of_possession_dpop} | {p.dpop for p in config.policies if p.dpop}
+    checker = None
+    if modes - {"off"}:
+        if config.dpop_replay_storage == "redis":
+            from kong_oidc_py.browser.session.store import RedisSettings, make_redis_client
+
+            redis_settings = RedisSettings(
+                host=config.session_redis_host, port=config.session_redis_port,
+                username=config.session_redis_username, password=config.session_redis_password,
+                database=config.session_redis_database, prefix=config.session_redis_prefix,
+                connect_timeout_ms=config.session_redis_connect_timeout,
+                read_timeout_ms=config.session_redis_read_timeout,
+            )
+            replay: ReplayStore = RedisReplayStore(make_redis_client(redis_settings), redis_settings.prefix)
+        else:
+            replay = MemoryReplayStore(config.dpop_replay_cache_size)
+        secret = config.dpop_nonce_secret
+        checker = ProofChecker(DpopOptions(
+            mode=config.proof_of_possession_dpop,
+            algs=frozenset(config.dpop_signing_algs),
+            proof_lifetime=config.dpop_proof_lifetime,
+            leeway=config.leeway,
+            use_nonce=config.dpop_use_nonce,
+            nonce_secret=secret.encode() if secret else None,
+        ), replay)
+    return Binding(checker, config.proof_of_possession_dpop)
