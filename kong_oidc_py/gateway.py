@@ -99,6 +99,24 @@ def consumer_headers(consumer: Mapping[str, Any], credential: Mapping[str, Any] 
 _VERIFY_STAGES = {"size": "token", "header": "header", "key": "key", "signature": "signature"}
 
 
+def start_warnings(config: PluginConfig) -> list[str]:
+    """Settings weaker than the safe default, logged once when an instance starts (and listed
+    by `kong-oidc-py check` without starting anything)."""
+    out = []
+    if not config.audience_required:
+        # RFC 9068 4: a resource server must check that it is the token's audience. Allowed
+        # (Kong Enterprise allows it too), but every token of this issuer is then good here.
+        out.append(f"audience_required is empty for issuer {config.issuer}: any audience is accepted")
+    for option, effect in (
+        ("allow_ambiguous_paths", "paths with %2F, %5C, ';' or '\\' are proxied (policies apply to every reading)"),
+        ("keep_kong_identity_headers", "client-sent Kong identity headers (X-Consumer-*, ...) reach the upstream"),
+        ("allow_truncated_headers", "requests with 1000+ headers are proxied"),
+    ):
+        if getattr(config, option):
+            out.append(f"{option} is on for issuer {config.issuer}: {effect}")
+    return out
+
+
 def first(headers: Mapping[str, list[str]], name: str) -> str | None:
     values = headers.get(name)
     if isinstance(values, list):
@@ -128,17 +146,8 @@ class Gateway:
             self.browser = BrowserFlow(config, self.provider, self.verifier)
         self.owned_headers = self._owned_headers(config)
         self._owned_spellings = tuple(sorted({s for key in self.owned_headers for s in spellings(key)}))
-        if not config.audience_required:
-            # RFC 9068 4: a resource server must check that it is the token's audience. Allowed
-            # (Kong Enterprise allows it too), but every token of this issuer is then good here.
-            log.warning("oidc: audience_required is empty for issuer %s: any audience is accepted", config.issuer)
-        for option, effect in (
-            ("allow_ambiguous_paths", "paths with %2F, %5C, ';' or '\\' are proxied (policies apply to every reading)"),
-            ("keep_kong_identity_headers", "client-sent Kong identity headers (X-Consumer-*, ...) reach the upstream"),
-            ("allow_truncated_headers", "requests with 1000+ headers are proxied"),
-        ):
-            if getattr(config, option):
-                log.warning("oidc: %s is on for issuer %s: %s", option, config.issuer, effect)
+        for warning in start_warnings(config):
+            log.warning("oidc: %s", warning)
         self.provider.warm_start()
 
     def _owned_headers(self, config: PluginConfig) -> frozenset[str]:

@@ -242,7 +242,7 @@ class PolicySet:
                     trace.add("policy", policy.name, True, "matches " + _matched_on(matcher))
                 return policy
             if trace is not None:
-                trace.add("policy", policy.name, False, _why_not(miss, route_id, route_name, path, method))
+                trace.add("policy", policy.name, None, _why_not(miss, route_id, route_name, path, method))
         if trace is not None:
             trace.add("policy", self._default.name, True, "no policy matched: the plugin-level requirement applies")
         return self._default
