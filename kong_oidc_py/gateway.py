@@ -211,7 +211,7 @@ class Gateway:
         if self.browser is not None:
             outcome = self.browser.handle(req, policy, self)
             if trace is not None:
-                trace.add("browser", "flow", None if outcome is None else outcome.allowed,
+                trace.add("browser", "flow", None if outcome is None or outcome.status in (302, 303) else outcome.allowed,
                           "not a browser request: bearer path" if outcome is None
                           else f"browser flow decided: {outcome.log.get('decision')} {outcome.log.get('reason') or ''}".rstrip())
             if outcome is not None:

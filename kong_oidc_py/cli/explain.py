@@ -180,6 +180,7 @@ class Explanation:
     token_claims: dict[str, Any] | None
     logs: list[tuple[str, str]]
     guard: str | None
+    notes: list[str] = field(default_factory=list)
 
 
 def explain(selected: Selected, req_args: dict[str, Any], *, jwks_file: str | None, discovery_file: str | None,
@@ -201,8 +202,11 @@ def explain(selected: Selected, req_args: dict[str, Any], *, jwks_file: str | No
         finally:
             provider.close()
     token_hash = hashlib.sha256(token.encode()).hexdigest()[:12] if token else None
+    notes = []
+    if jwks_file and not discovery_file and outcome.log.get("reason") == "login_unavailable":
+        notes.append("--jwks gives keys but no discovery document: add --discovery FILE to explain browser logins")
     return Explanation(req, selected, cfg, trace, outcome, provider, token_hash, _unverified_claims(token),
-                       logs.messages, _guard_verdict(kongfile, selected, cfg, outcome))
+                       logs.messages, _guard_verdict(kongfile, selected, cfg, outcome), notes)
 
 
 def _unverified_claims(token: str | None) -> dict[str, Any] | None:
@@ -287,6 +291,7 @@ def to_json(ex: Explanation) -> dict[str, Any]:
             "log": o.log,
         },
         "guard": ex.guard,
+        "notes": ex.notes,
         "plugin_log": [{"level": lvl, "message": msg} for lvl, msg in ex.logs],
     }
 
@@ -328,6 +333,8 @@ def render(ex: Explanation) -> str:
             lines.append(f"  body: {json.dumps(o.body) if not isinstance(o.body, str) else o.body[:200]}")
     if ex.guard:
         lines.append(f"guard: {ex.guard}")
+    for note in ex.notes:
+        lines.append(f"note: {note}")
     lines.append("log: " + json.dumps(o.log, sort_keys=True))
     return "\n".join(lines) + "\n"
 
