@@ -410,3 +410,43 @@ def test_without_files_explain_fetches_from_the_idp(capsys, tmp_path):
         code, data = explain(capsys, "--config", json.dumps(config), "/x",
                              "--token-file", write_token(tmp_path, token(idp.issuer)))
         assert data["outcome"]["allowed"] and idp.discovery_hits == 1
+
+
+# -- browser routes ------------------------------------------------------------------------
+
+BROWSER_SECRET = "browser-session-secret-never-printed-0123456789"
+
+
+def browser_config(issuer: str) -> dict:
+    return {"issuer": issuer, "audience_required": [DEMO_AUDIENCE], "auth_methods": ["authorization_code", "session", "bearer"],
+            "client_id": "web", "client_secret": "web-client-secret-never-printed", "redirect_uri": "https://app.example.com/cb",
+            "session_secret": BROWSER_SECRET}
+
+
+NAVIGATION = ["-H", "Sec-Fetch-Mode: navigate", "-H", "Sec-Fetch-Dest: document", "-H", "Accept: text/html"]
+
+
+def test_browser_navigation_is_explained_as_a_login_redirect(capsys, tmp_path):
+    with FakeIdP() as idp:
+        idp.set_keys(KEY)
+        metadata = tmp_path / "discovery.json"
+        metadata.write_text(json.dumps(idp.metadata()), encoding="utf-8")
+        code, out = explain(capsys, "--config", json.dumps(browser_config(idp.issuer)), "/app", "--discovery",
+                            str(metadata), *NAVIGATION, as_json=False)
+    assert "  --   browser     flow: browser flow decided: redirect login_required" in out
+    assert f"  Location: {idp.issuer}/auth?response_type=code&client_id=web" in out
+    assert BROWSER_SECRET not in out and "web-client-secret-never-printed" not in out
+
+
+def test_jwks_alone_cannot_explain_a_login_and_says_so(capsys, jwks_file):
+    code, data = explain(capsys, "--config", json.dumps(browser_config(DEMO_ISSUER)), "/app", "--jwks", jwks_file, *NAVIGATION)
+    assert data["outcome"]["status"] == 503
+    assert data["notes"] == ["--jwks gives keys but no discovery document: add --discovery FILE to explain browser logins"]
+
+
+def test_bearer_call_on_a_browser_route_takes_the_bearer_path(capsys, jwks_file, tmp_path):
+    code, data = explain(capsys, "--config", json.dumps(browser_config(DEMO_ISSUER)), "/app/api", "--jwks", jwks_file,
+                         "--token-file", write_token(tmp_path, token()))
+    assert steps(data, "browser") == [{"stage": "browser", "check": "flow", "ok": None,
+                                       "detail": "not a browser request: bearer path"}]
+    assert data["outcome"]["allowed"]
