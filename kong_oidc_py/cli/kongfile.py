@@ -7,7 +7,8 @@ parent by name or id, as Kong's declarative format allows.
 
 Which instance of a plugin runs on a route follows Kong's precedence (kong/runloop/
 plugins_iterator.lua, the "combos"): an enabled instance on the route wins over one on the
-route's service, which wins over a global one. Disabled instances do not count. Consumer-scoped
+route's service, which wins over a global one. Disabled instances do not count
+(`should_process_plugin` checks `plugin.enabled` before an instance enters the plan). Consumer-scoped
 instances only apply once a consumer is known, so they never decide whether a route is
 guarded.
 """

@@ -10,6 +10,7 @@ the plugin would log. Then each instance's `signing_algs` is compared with the k
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from kong_oidc_py.cli.findings import Report, captured_logs
 from kong_oidc_py.errors import ProviderError
@@ -59,6 +60,11 @@ def _probe(settings: ProviderSettings, members: list[Any], report: Report) -> No
             return
         jwks_uri = doc["jwks_uri"]
         summary["jwks_uri"] = jwks_uri
+        if urlsplit(jwks_uri).scheme == "http" and urlsplit(issuer).scheme == "https":
+            report.add("warning", "http_jwks_uri", where,
+                       f"the https issuer publishes its keys over plain http ({jwks_uri}), accepted only because "
+                       "allow_insecure_issuer is set: anyone on the path can substitute the keys",
+                       field="allow_insecure_issuer", fix="serve jwks_uri over https and drop allow_insecure_issuer")
         with captured_logs() as logs:
             try:
                 keys = KeySet.parse(fetcher.get_json(jwks_uri, reason="jwks_failed"))

@@ -13,6 +13,11 @@ import pytest
 import yaml
 
 from kong_oidc_py.cli import main as cli_main
+from kong_oidc_py.cli import probe as idp_probe
+from kong_oidc_py.cli.check import Instance
+from kong_oidc_py.cli.findings import Report
+from kong_oidc_py.cli.kongfile import Plugin
+from kong_oidc_py.config import parse_config
 from kong_oidc_py.edge import server
 from tests.support.doc_blocks import kong_ymls, recipes
 from tests.support.fake_idp import FakeIdP
@@ -424,3 +429,22 @@ def test_browser_instance_whose_id_token_algs_are_not_accepted_is_an_error(tmp_p
     doc = kong_file(route("a", {"name": "oidc", "config": cfg}, GUARD_ACL))
     code, out = run(tmp_path, doc, "--json", capsys=capsys)
     assert "id_token_algs" in codes(json.loads(out), "error")
+
+
+def test_plain_http_jwks_uri_of_an_https_issuer_is_a_warning(monkeypatch):
+    # Test traffic stays on loopback, so the https IdP's answers are canned at the fetcher.
+    https_issuer = "https://idp.example.com/realms/shop"
+    jwks_uri = "http://keys.example.com/jwks"
+    answers = {https_issuer + "/.well-known/openid-configuration": {"issuer": https_issuer, "jwks_uri": jwks_uri},
+               jwks_uri: {"keys": [rsa_key("rsa-1").public_jwk()]}}
+
+    class CannedFetcher:
+        def __init__(self, **settings): pass
+        def get_json(self, url, *, reason): return answers[url]
+        def close(self): pass
+
+    monkeypatch.setattr(idp_probe, "Fetcher", CannedFetcher)
+    cfg = parse_config({"issuer": https_issuer, "audience_required": ["a"], "allow_insecure_issuer": True})
+    result = Report("kong.yml")
+    idp_probe.probe_issuers([Instance(Plugin("oidc", {}, "plugins[0]"), cfg)], result)
+    assert {f.code for f in result.findings if f.severity == "warning"} == {"http_jwks_uri"}
