@@ -254,6 +254,8 @@ class PolicySet:
         "a+b" and requires everything each of them requires (public only if all are)."""
         found: list[MatchedPolicy] = []
         for reading in readings:
+            if trace is not None:
+                trace.add("policy", "reading", None, f"an upstream may read the path as {reading!r}")
             policy = self.match(route_id=route_id, route_name=route_name, path=reading, method=method, trace=trace)
             if policy not in found:
                 found.append(policy)

@@ -109,6 +109,8 @@ def catalog_config() -> dict:
 
 AGREEMENT_CASES = {
     "allowed by the plugin-level scope": ("GET", "/catalog/items", lambda: token(scope="read")),
+    "encoded slash in the path": ("GET", "/catalog/public%2F..%2Fadmin", lambda: token(scope="read")),
+    "path parameter": ("GET", "/catalog/public;x=1", lambda: None),
     "write without the write scope": ("POST", "/catalog/items", lambda: token(scope="read")),
     "public policy without a token": ("GET", "/catalog/public/list", lambda: None),
     "no token": ("GET", "/catalog/items", lambda: None),
@@ -125,12 +127,12 @@ def test_explain_outcome_is_what_gateway_handle_returns(case, capsys, jwks_file,
     method, target, make = AGREEMENT_CASES[case]
     tok = make()
     args = [KONG_YML, target, "--route", "catalog", "-X", method, "--jwks", jwks_file,
-            "-H", "X-Scopes: spoofed", "-H", "X-Authenticated-Userid: spoofed"]
+            "-H", "X-Scopes: spoofed", "-H", "X_Authenticated_Userid: spoofed", "-H", "X-Consumer-Username: spoofed"]
     if tok:
         args += ["--token-file", write_token(tmp_path, tok)]
     code, data = explain(capsys, *args)
     assert code == 0, data
-    headers = {"x-scopes": ["spoofed"], "x-authenticated-userid": ["spoofed"]}
+    headers = {"x-scopes": ["spoofed"], "x_authenticated_userid": ["spoofed"], "x-consumer-username": ["spoofed"]}
     if tok:
         headers["authorization"] = [f"Bearer {tok}"]
     route = {"id": None, "name": "catalog"}
@@ -245,7 +247,7 @@ def test_trace_lists_header_claim_and_requirement_checks_in_order(capsys, jwks_f
                          "--token-file", write_token(tmp_path, token(scope="read")))
     order = [(s["stage"], s["check"]) for s in data["steps"]]
     assert order == [
-        ("policy", "default"), ("token", "header"),
+        ("path", "path"), ("policy", "default"), ("token", "header"),
         ("header", "alg"), ("header", "crit"), ("header", "typ"), ("header", "kid"),
         ("key", "key"), ("signature", "RS256"),
         ("claim", "iss"), ("claim", "aud"), ("claim", "exp"), ("claim", "iat"),
@@ -450,3 +452,31 @@ def test_bearer_call_on_a_browser_route_takes_the_bearer_path(capsys, jwks_file,
     assert steps(data, "browser") == [{"stage": "browser", "check": "flow", "ok": None,
                                        "detail": "not a browser request: bearer path"}]
     assert data["outcome"]["allowed"]
+
+
+# -- paths an upstream may read differently ------------------------------------------------
+
+
+def test_an_ambiguous_path_is_refused_before_any_policy(capsys, jwks_file):
+    code, data = explain(capsys, KONG_YML, "/catalog/public%2F..%2Fadmin", "--route", "catalog", "--jwks", jwks_file)
+    first, last = data["steps"][0], data["steps"][-1]
+    assert (first["stage"], first["ok"]) == ("path", False) and "refused" in first["detail"]
+    assert (last["stage"], last["ok"]) == ("decision", False) and data["outcome"]["status"] == 400
+    assert not steps(data, "policy")
+
+
+def test_with_ambiguous_paths_allowed_every_reading_is_matched(capsys, jwks_file):
+    config = catalog_config() | {"allow_ambiguous_paths": True}
+    code, data = explain(capsys, "--config", json.dumps(config), "/catalog/public/a%2F..%2F..%2Fadmin", "--jwks", jwks_file)
+    [path] = steps(data, "path")
+    assert path["ok"] is None and "every reading" in path["detail"]
+    policies = [(s["check"], s["ok"]) for s in steps(data, "policy") if s["ok"]]
+    assert {name for name, _ in policies[:-1]} == {"public-listing", "catalog-admin"}
+    assert policies[-1] == ("public-listing+catalog-admin", True)
+    assert data["outcome"]["status"] == 401  # not public: one reading is the admin path
+
+
+def test_allowed_requests_strip_every_spelling_of_identity_headers(capsys, jwks_file, tmp_path):
+    code, data = explain(capsys, KONG_YML, "/catalog/public/x", "--route", "catalog", "--jwks", jwks_file,
+                         "-H", "X_Authenticated_Userid: spoofed")
+    assert data["outcome"]["allowed"] and "x_authenticated_userid" in data["outcome"]["upstream_clear"]
