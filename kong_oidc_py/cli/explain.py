@@ -26,9 +26,8 @@ from kong_oidc_py.cli.findings import captured_logs
 from kong_oidc_py.cli.kongfile import KongFile, Plugin, Route
 from kong_oidc_py.config import SECRET_OPTIONS, PluginConfig, parse_config
 from kong_oidc_py.gateway import Gateway, Outcome
-from kong_oidc_py.idp.jwks import ALG_KEY_TYPE
 from kong_oidc_py.idp.provider import Provider, ProviderSettings
-from kong_oidc_py.trace import Step, Trace
+from kong_oidc_py.trace import Trace
 
 REDACTED = "<redacted>"
 # Unverified claims worth showing next to a failed check (iss, aud, exp, ...).
@@ -242,32 +241,12 @@ def _guard_verdict(kf: KongFile | None, selected: Selected, cfg: PluginConfig, o
 # -- rendering -------------------------------------------------------------------------------
 
 
-def _key_description(step: Step, provider: Provider) -> str:
-    key, kid, alg = step.data.get("key"), step.data.get("kid"), step.data.get("alg")
-    if alg not in ALG_KEY_TYPE:
-        return step.detail
-    entry = next((e for e in provider.key_entries() if e.key is key), None)
-    if entry is None:
-        return step.detail
-    kty, curves = ALG_KEY_TYPE[alg]
-    shape = entry.kty + (f"/{entry.crv}" if entry.crv else "")
-    bits = getattr(entry.key, "key_size", None)
-    shape += f" {bits}-bit" if entry.kty == "RSA" and bits else ""
-    needs = kty + (f" on {'/'.join(sorted(curves))}" if curves else "")
-    key_alg = f"key alg {entry.alg}" if entry.alg else "key without alg (fits any algorithm of its type)"
-    if kid is None:
-        chosen = f"the token has no kid: the key set holds exactly one key that fits {alg}"
-    else:
-        chosen = f"kid {kid[:70]!r} matches a JWKS key"
-    return f"{chosen}: {shape}, {key_alg}; {alg} needs {needs}"
-
-
 def _steps(ex: Explanation) -> list[dict[str, Any]]:
     out = []
     for step in ex.trace.steps:
-        detail = _key_description(step, ex.provider) if step.stage == "key" and step.check == "key" else step.detail
-        data = {k: v for k, v in step.data.items() if k != "key" and isinstance(v, (str, int, float, bool, type(None)))}
-        out.append({"stage": step.stage, "check": step.check, "ok": step.ok, "detail": detail, **({"data": data} if data else {})})
+        data = {k: v for k, v in step.data.items() if isinstance(v, (str, int, float, bool, type(None)))}
+        out.append({"stage": step.stage, "check": step.check, "ok": step.ok, "detail": step.detail,
+                    **({"data": data} if data else {})})
     return out
 
 

@@ -16,7 +16,7 @@ from kong_oidc_py.cli.findings import Report, captured_logs
 from kong_oidc_py.errors import ProviderError
 from kong_oidc_py.idp.discovery import split_issuer, validate_metadata
 from kong_oidc_py.idp.fetch import Fetcher
-from kong_oidc_py.idp.jwks import ALG_KEY_TYPE, KeySet
+from kong_oidc_py.idp.keyset import ALG_KEY_TYPE, KeySet, log_ignored
 from kong_oidc_py.idp.provider import ProviderSettings
 
 
@@ -40,12 +40,14 @@ def _probe(settings: ProviderSettings, members: list[Any], report: Report) -> No
         try:
             doc = fetcher.get_json(url, reason="discovery_failed")
         except ProviderError as err:
-            report.add("error", "idp_unreachable", where, f"discovery failed: {err.description}",
+            summary["cause"] = err.cause
+            report.add("error", "idp_unreachable", where, f"discovery failed ({err.cause}): {err.description}",
                        field="issuer", fix="check the issuer URL, DNS, egress, TLS (ssl_verify) and timeout from the Kong host")
             return
         summary["reachable"] = True
         advertised = doc.get("issuer")
         if advertised != issuer:
+            summary["cause"] = "issuer_mismatch"
             shown = advertised[:200] if isinstance(advertised, str) else type(advertised).__name__
             report.add("error", "issuer_mismatch", where,
                        f"the discovery document says issuer {shown!r}: tokens would carry that iss and the plugin "
@@ -55,7 +57,8 @@ def _probe(settings: ProviderSettings, members: list[Any], report: Report) -> No
         try:
             validate_metadata(doc, issuer, allow_insecure=settings.allow_insecure)
         except ProviderError as err:
-            report.add("error", "discovery_invalid", where, err.description, field="issuer",
+            summary["cause"] = err.cause
+            report.add("error", "discovery_invalid", where, f"{err.cause}: {err.description}", field="issuer",
                        fix="fix the IdP's metadata or its URLs (https)")
             return
         jwks_uri = doc["jwks_uri"]
@@ -65,18 +68,20 @@ def _probe(settings: ProviderSettings, members: list[Any], report: Report) -> No
                        f"the https issuer publishes its keys over plain http ({jwks_uri}), accepted only because "
                        "allow_insecure_issuer is set: anyone on the path can substitute the keys",
                        field="allow_insecure_issuer", fix="serve jwks_uri over https and drop allow_insecure_issuer")
+        try:
+            keys = KeySet.parse(fetcher.get_json(jwks_uri, reason="jwks_failed"))
+        except ProviderError as err:
+            summary["cause"] = err.cause
+            report.add("error", "jwks_unusable", where, f"JWKS {jwks_uri} ({err.cause}): {err.description}",
+                       fix="publish at least one RSA (2048+ bits), EC or OKP signing key in the JWKS")
+            return
+        # The plugin's own wording and levels: keys meant for other uses (use=enc) are info there,
+        # so only the warnings become findings.
         with captured_logs() as logs:
-            try:
-                keys = KeySet.parse(fetcher.get_json(jwks_uri, reason="jwks_failed"))
-            except ProviderError as err:
-                keys = None
-                report.add("error", "jwks_unusable", where, f"JWKS {jwks_uri}: {err.description}",
-                           fix="publish at least one RSA (2048+ bits), EC or OKP signing key in the JWKS")
+            log_ignored(keys.ignored, issuer)
         for _level, message in logs.messages:
             report.add("warning", "jwks_key_ignored", where, message.removeprefix("oidc: "),
                        fix="the plugin ignores this key: tokens signed with it fail as unknown_kid")
-        if keys is None:
-            return
         served = sorted(a for a in ALG_KEY_TYPE if any(e.fits(a) for e in keys.entries))
         summary["algorithms"] = served
         summary["keys"] = [{"kid": e.kid, "kty": e.kty, "crv": e.crv, "alg": e.alg} for e in keys.entries]

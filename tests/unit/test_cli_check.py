@@ -393,14 +393,15 @@ def test_unreachable_idp_is_an_error(tmp_path, capsys):
         port = s.getsockname()[1]  # closed again before the probe: connection refused
     data = probe(tmp_path, capsys, f"http://127.0.0.1:{port}/realms/x", timeout=2000)
     assert codes(data, "error") == {"idp_unreachable"}
-    assert data["issuers"][0]["reachable"] is False
+    assert data["issuers"][0]["reachable"] is False and data["issuers"][0]["cause"] == "unreachable"
 
 
 def test_idp_answering_an_error_status_is_unreachable(tmp_path, capsys, idp):
     idp.fail[idp.discovery_path] = 503
     data = probe(tmp_path, capsys, idp.issuer)
     [finding] = [f for f in data["findings"] if f["code"] == "idp_unreachable"]
-    assert "503" in finding["message"]
+    assert "(http_status)" in finding["message"] and "503" in finding["message"]
+    assert data["issuers"][0]["cause"] == "http_status"
 
 
 def test_jwks_without_usable_keys_is_an_error(tmp_path, capsys, idp):
@@ -413,6 +414,13 @@ def test_ignored_jwks_keys_are_reported_with_the_plugins_reason(tmp_path, capsys
     data = probe(tmp_path, capsys, idp.issuer)
     [finding] = [f for f in data["findings"] if f["code"] == "jwks_key_ignored"]
     assert "1024 bits" in finding["message"] and "'weak'" in finding["message"]
+
+
+def test_keys_published_for_other_uses_are_not_findings(tmp_path, capsys, idp):
+    # Keycloak lists its encryption key in the JWKS: the plugin logs that at info, not as a problem.
+    idp.set_jwks({"keys": [rsa_key("rsa-1").public_jwk(), rsa_key("enc-1").public_jwk(use="enc", include_alg=False)]})
+    data = probe(tmp_path, capsys, idp.issuer)
+    assert "jwks_key_ignored" not in codes(data) and data["exit_code"] == 0
 
 
 def test_signing_algs_no_key_can_verify_is_an_error(tmp_path, capsys, idp):
