@@ -392,7 +392,8 @@ def test_unusable_selection_exits_1_with_a_reason(args, message, capsys, jwks_fi
 
 
 def test_invalid_config_exits_1_naming_the_field(capsys, jwks_file):
-    code, err = explain(capsys, "--config", json.dumps({"issuer": DEMO_ISSUER, "upstream_headers_names": ["X"]}),
+    code, err = explain(capsys, "--config", json.dumps({"issuer": DEMO_ISSUER, "audience_required": [DEMO_AUDIENCE],
+                                                   "upstream_headers_names": ["X"]}),
                         "/x", "--jwks", jwks_file)
     assert code == 1 and "upstream_headers_names" in err
 
