@@ -37,6 +37,7 @@ from kong_oidc_py.paths import PATH_DESCRIPTIONS, judge_path
 from kong_oidc_py.verification.extractor import bearer_removal, extract, query_without_token
 from kong_oidc_py.policy import MatchedPolicy, PolicySet
 from kong_oidc_py.idp.provider import Provider, ProviderSettings, get_provider
+from kong_oidc_py.trace import Trace
 from kong_oidc_py.verification.access import AccessTokens
 from kong_oidc_py.verification.dpop import build_binding, dpop_token, request_htu
 from kong_oidc_py.verification.verify import Claims, Verifier, VerifyOptions
@@ -97,6 +98,28 @@ def consumer_headers(consumer: Mapping[str, Any], credential: Mapping[str, Any] 
     return {k: v for k, v in out.items() if v}
 
 
+# Verifier.explain step names -> explain's stages (anything else is a claim check).
+_VERIFY_STAGES = {"size": "token", "header": "header", "key": "key", "signature": "signature"}
+
+
+def start_warnings(config: PluginConfig) -> list[str]:
+    """Settings weaker than the safe default, logged once when an instance starts (and listed
+    by `kong-oidc-py check` without starting anything)."""
+    out = []
+    if not config.audience_required:
+        # RFC 9068 4: a resource server must check that it is the token's audience. Allowed
+        # (Kong Enterprise allows it too), but every token of this issuer is then good here.
+        out.append(f"audience_required is empty for issuer {config.issuer}: any audience is accepted")
+    for option, effect in (
+        ("allow_ambiguous_paths", "paths with %2F, %5C, ';' or '\\' are proxied (policies apply to every reading)"),
+        ("keep_kong_identity_headers", "client-sent Kong identity headers (X-Consumer-*, ...) reach the upstream"),
+        ("allow_truncated_headers", "requests with 1000+ headers are proxied"),
+    ):
+        if getattr(config, option):
+            out.append(f"{option} is on for issuer {config.issuer}: {effect}")
+    return out
+
+
 def first(headers: Mapping[str, list[str]], name: str) -> str | None:
     values = headers.get(name)
     if isinstance(values, list):
@@ -107,7 +130,7 @@ def first(headers: Mapping[str, list[str]], name: str) -> str | None:
 class Gateway:
     """Everything one plugin config needs, built once at instance start and shared by threads."""
 
-    def __init__(self, config: PluginConfig) -> None:
+    def __init__(self, config: PluginConfig, provider: Provider | None = None) -> None:
         self.config = config
         self.policies = PolicySet.from_config(config)
         # With consumer mapping or anonymous access we speak for the consumer like Kong's own
@@ -116,7 +139,8 @@ class Gateway:
         # When another auth plugin already authenticated (anonymous = logical OR), its
         # set_consumer has just set or cleared these exact names, so they are not the client's.
         self._set_by_other_plugin = frozenset(name.lower() for name in KONG_CONSUMER_HEADERS)
-        self.provider: Provider = get_provider(config.issuer, ProviderSettings.from_config(config))
+        # `provider` is for callers with their own key source (explain --jwks); Kong never passes one.
+        self.provider: Provider = provider or get_provider(config.issuer, ProviderSettings.from_config(config))
         self.verifier = Verifier(self.provider, VerifyOptions.from_config(config))
         self.binding = build_binding(config)
         self.dpop_algs = self.binding.checker.algs_text if self.binding.checker is not None else None
@@ -129,17 +153,8 @@ class Gateway:
             self.browser = BrowserFlow(config, self.provider, self.verifier)
         self.owned_headers = self._owned_headers(config)
         self._owned_spellings = tuple(sorted({s for key in self.owned_headers for s in spellings(key)}))
-        if not config.audience_required:
-            # RFC 9068 4: a resource server must check that it is the token's audience. Allowed
-            # (Kong Enterprise allows it too), but every token of this issuer is then good here.
-            log.warning("oidc: audience_required is empty for issuer %s: any audience is accepted", config.issuer)
-        for option, effect in (
-            ("allow_ambiguous_paths", "paths with %2F, %5C, ';' or '\\' are proxied (policies apply to every reading)"),
-            ("keep_kong_identity_headers", "client-sent Kong identity headers (X-Consumer-*, ...) reach the upstream"),
-            ("allow_truncated_headers", "requests with 1000+ headers are proxied"),
-        ):
-            if getattr(config, option):
-                log.warning("oidc: %s is on for issuer %s: %s", option, config.issuer, effect)
+        for warning in start_warnings(config):
+            log.warning("oidc: %s", warning)
         self.provider.warm_start()
 
     def _owned_headers(self, config: PluginConfig) -> frozenset[str]:
@@ -158,34 +173,54 @@ class Gateway:
 
     # -- the decision ---------------------------------------------------------------------
 
-    def handle(self, req: RequestView) -> Outcome:
+    def handle(self, req: RequestView, trace: Trace | None = None) -> Outcome:
+        """`trace` (explain only) records each decision step; None costs nothing."""
         cfg = self.config
         if req.headers_truncated and not cfg.allow_truncated_headers:
             # We cannot see the whole request: a second Authorization or a spoofed identity
             # header may sit after the first 1000 headers.
+            if trace is not None:
+                trace.add("decision", "headers_truncated", False, "1000 headers or more and allow_truncated_headers is false")
             return self.deny(InvalidRequest("headers_truncated", "The request has too many headers"), "-")
         # One PDK call on routes whose policies do not need the path; it buys the guarantee
         # that what the policy matched is what the upstream serves (paths.py).
         verdict = judge_path(req.path(), cfg.allow_ambiguous_paths)
+        if trace is not None:
+            trace.add("path", "path", None if verdict.problems and verdict.refused is None else verdict.refused is None,
+                      "no encoded separator, ';' parameter or backslash" if not verdict.problems
+                      else f"{', '.join(verdict.problems)}: " + (f"refused ({verdict.refused})" if verdict.refused
+                      else f"allow_ambiguous_paths: policies see every reading {list(verdict.readings)!r}"))
         if verdict.refused is not None:
             err = InvalidRequest(verdict.refused, PATH_DESCRIPTIONS[verdict.refused],
                                  detail="path checks failed: " + ", ".join(verdict.problems))
+            if trace is not None:
+                trace.add("decision", verdict.refused, False, err.detail or "")
             return self.deny(err, "-")
 
         if not cfg.run_on_preflight and self._is_preflight(req):
+            if trace is not None:
+                trace.add("decision", "preflight", True, "CORS preflight and run_on_preflight is false")
             return self._allow(req, None, policy_name="preflight", decision="preflight")
 
         if cfg.anonymous and req.credential() is not None:
             # Kong's auth plugins with `anonymous` form a logical OR: a credential another auth
             # plugin (higher priority) already established stands, and we step aside.
+            if trace is not None:
+                trace.add("decision", "already_authenticated", True, "another auth plugin set a credential and anonymous is set")
             return self._allow(req, None, policy_name="-", decision="already_authenticated")
 
-        policy = self._match_policy(req, verdict.readings)
+        policy = self._match_policy(req, verdict.readings, trace)
         if policy.requirement.public:
+            if trace is not None:
+                trace.add("decision", "public", True, f"policy {policy.name!r} is public: no token needed")
             return self._allow(req, None, policy_name=policy.name, decision="public")
 
         if self.browser is not None:
             outcome = self.browser.handle(req, policy, self)
+            if trace is not None:
+                trace.add("browser", "flow", None if outcome is None or outcome.status in (302, 303) else outcome.allowed,
+                          "not a browser request: bearer path" if outcome is None
+                          else f"browser flow decided: {outcome.log.get('decision')} {outcome.log.get('reason') or ''}".rstrip())
             if outcome is not None:
                 return outcome
 
@@ -193,7 +228,7 @@ class Gateway:
         scheme = "bearer"
         try:
             query = req.query() if "query" in cfg.bearer_token_param_type else None
-            token = extract(req.headers, cfg, query)
+            token = extract(req.headers, cfg, query, trace)
             bound = dpop_token(req.headers) if "header" in cfg.bearer_token_param_type else None
             if bound is not None:
                 if token is not None:
@@ -201,17 +236,22 @@ class Gateway:
                 token, scheme = bound, "dpop"
             if token is None:
                 raise MissingToken()
-            claims, how, paths = self.tokens.check(token)
+            claims, how, paths = self.tokens.check(token) if trace is None else self._check_traced(token, trace)
             self.binding.enforce(mode=mode, scheme=scheme, token=token, claims=claims.data, headers=req.headers,
                                  method=req.method, htu=lambda: request_htu(req.scheme(), req.host(), req.port(),
                                                                             req.path()))
             policy.requirement.check_authentication(claims.data, time.time(), cfg.leeway)
-            policy.requirement.evaluate(claims.data, paths=paths)
+            policy.requirement.evaluate(claims.data, trace=trace, paths=paths)
             consumer, credential = self.consumer_for(req, claims)
         except AuthError as err:
+            if trace is not None:
+                trace.add("decision", err.reason, False, getattr(err, "detail", None) or err.description)
             if scheme == "dpop" or mode == "required":
                 err.dpop_challenge = True
             return self._deny_or_anonymous(req, err, policy)
+        if trace is not None:
+            trace.add("decision", "allow", True, f"policy {policy.name!r} satisfied"
+                      + (f"; consumer {consumer.get('username') or consumer.get('id')!r}" if consumer else ""))
         outcome = self._allow(
             req, claims, policy_name=policy.name, decision="allow", auth_method=how,
             consumer=consumer, credential=credential, claim_paths=paths,
@@ -223,6 +263,27 @@ class Gateway:
             if scheme == "dpop":
                 outcome.upstream_clear = sorted(set(outcome.upstream_clear) | {"authorization", "dpop"})
         return outcome
+
+    def _check_traced(self, token: str, trace: Trace) -> tuple[Claims, str, Any]:
+        """AccessTokens.check with each step reported (explain only)."""
+        how, verifier, paths = self.tokens.route(token)
+        if verifier is None:
+            claims = self.tokens.introspector.introspect(token)
+            trace.add("token", "introspection", True, "active per the IdP's introspection endpoint")
+            return claims, how, paths
+        return self._verify_traced(token, trace, verifier), how, paths
+
+    def _verify_traced(self, token: str, trace: Trace, verifier: Verifier | None = None) -> Claims:
+        """Verifier.explain: the checks verify() makes, each one reported (explain only; the
+        token cache is bypassed, and a cached answer came from these same checks)."""
+        result = (verifier or self.verifier).explain(token)
+        for step in result.steps:
+            if step.ok:  # the failed check is the decision step Gateway.handle records
+                trace.add(_VERIFY_STAGES.get(step.check, "claim"), step.check, True, step.detail)
+        if result.error is not None:
+            raise result.error
+        assert result.claims is not None
+        return result.claims
 
     # -- helpers shared with the browser flow --------------------------------------------
 
@@ -240,7 +301,7 @@ class Gateway:
         h = req.headers
         return "origin" in h and "access-control-request-method" in h and req.method() == "OPTIONS"
 
-    def _match_policy(self, req: RequestView, readings: tuple[str, ...]) -> MatchedPolicy:
+    def _match_policy(self, req: RequestView, readings: tuple[str, ...], trace: Trace | None = None) -> MatchedPolicy:
         """`readings`: the path, or every reading of it when ambiguous paths are allowed."""
         p = self.policies
         route = req.route() if p.needs_route else None
@@ -248,9 +309,10 @@ class Gateway:
         route_name = route.get("name") if route else None
         method = req.method() if p.needs_method else None
         if p.needs_path and len(readings) > 1:
-            return p.match_readings(route_id=route_id, route_name=route_name, readings=readings, method=method)
+            return p.match_readings(route_id=route_id, route_name=route_name, readings=readings, method=method,
+                                    trace=trace)
         return p.match(route_id=route_id, route_name=route_name,
-                       path=readings[0] if p.needs_path else None, method=method)
+                       path=readings[0] if p.needs_path else None, method=method, trace=trace)
 
     def identity(self, claims: Claims | None) -> dict[str, str]:
         return build_upstream_headers(claims.data, self.config) if claims is not None else {}

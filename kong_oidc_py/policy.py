@@ -93,14 +93,14 @@ class Requirement:
             if now - auth_time > self.max_age + leeway:
                 raise fail("auth_too_old", f"authenticated {int(now - auth_time)}s ago > max_age {self.max_age}")
 
-    def evaluate(self, claims: Mapping[str, Any], cfg: Any = None, *, paths: Any = None) -> None:
+    def evaluate(self, claims: Mapping[str, Any], cfg: Any = None, trace: Any = None, *, paths: Any = None) -> None:
         """Raise InsufficientScope for the first unmet requirement (scopes, groups, roles,
         claims). The claim locations are part of the Requirement (`cfg` is unused, kept for the
         DESIGN.md signature); `paths` (issuers.ClaimPaths) overrides them for a token from an
-        issuer with its own claim paths."""
+        issuer with its own claim paths. `trace` (explain only) records each one met."""
         if paths is not None:
             return replace(self, scopes_claim=paths.scopes, groups_claim=paths.groups,
-                           roles_claim=paths.roles).evaluate(claims)
+                           roles_claim=paths.roles).evaluate(claims, trace=trace)
         if self.scopes and not _satisfied(self.scopes, frozenset(claim_values(claims, self.scopes_claim))):
             raise InsufficientScope(
                 "insufficient_scope", "The access token lacks a required scope",
@@ -122,6 +122,22 @@ class Requirement:
                     "claim_mismatch", "A claim of the access token does not have an allowed value",
                     detail=f"claim {'.'.join(path)} must be one of the configured values",
                 )
+        if trace is not None:
+            self._trace(claims, trace)
+
+    def _trace(self, claims: Mapping[str, Any], trace: Any) -> None:
+        """What evaluate accepted (it raised on the first unmet requirement, so each held)."""
+        for kind, any_of, paths in (("scopes", self.scopes, self.scopes_claim), ("groups", self.groups, self.groups_claim),
+                                    ("roles", self.roles, self.roles_claim)):
+            where = " or ".join(".".join(p) for p in paths)
+            if not any_of:
+                trace.add("requirement", kind, None, "none required")
+                continue
+            have = frozenset(claim_values(claims, paths))
+            met = next(words for words in any_of if words <= have)
+            trace.add("requirement", kind, True, f"required {_describe(any_of)}; {where} has {' '.join(sorted(met))}")
+        for path, allowed in self.claims:
+            trace.add("requirement", "claim " + ".".join(path), True, f"has one of {sorted(allowed)!r}")
 
 
 def _all_of(a: AnyOf, b: AnyOf) -> AnyOf:
@@ -182,14 +198,18 @@ class _Matcher:
         return bool(self.prefixes or self.regexes)
 
     def matches(self, route_id: str | None, route_name: str | None, path: str | None, method: str | None) -> bool:
+        return self.mismatch(route_id, route_name, path, method) is None
+
+    def mismatch(self, route_id: str | None, route_name: str | None, path: str | None, method: str | None) -> str | None:
+        """None when the request matches, else the first kind that does not (for explain)."""
         if self.routes and not ((route_id is not None and route_id in self.routes)
                                 or (route_name is not None and route_name in self.routes)):
-            return False
+            return "routes"
         if self.has_paths and (path is None or not self._path_matches(path)):
-            return False
+            return "paths"
         if self.methods and (method is None or method.upper() not in self.methods):
-            return False
-        return True
+            return "methods"
+        return None
 
     def _path_matches(self, path: str) -> bool:
         for prefix in self.prefixes:
@@ -261,24 +281,50 @@ class PolicySet:
         return cls(tuple(entries), default)
 
     def match(self, *, route_id: str | None = None, route_name: str | None = None,
-              path: str | None = None, method: str | None = None) -> MatchedPolicy:
+              path: str | None = None, method: str | None = None, trace: Any = None) -> MatchedPolicy:
         if path is not None:
             path = normalize_path(path)
         for matcher, policy in self._policies:
-            if matcher.matches(route_id, route_name, path, method):
+            miss = matcher.mismatch(route_id, route_name, path, method)
+            if miss is None:
+                if trace is not None:
+                    trace.add("policy", policy.name, True, "matches " + _matched_on(matcher))
                 return policy
+            if trace is not None:
+                trace.add("policy", policy.name, None, _why_not(miss, route_id, route_name, path, method))
+        if trace is not None:
+            trace.add("policy", self._default.name, True, "no policy matched: the plugin-level requirement applies")
         return self._default
 
     def match_readings(self, *, route_id: str | None = None, route_name: str | None = None,
-                       readings: Sequence[str], method: str | None = None) -> MatchedPolicy:
+                       readings: Sequence[str], method: str | None = None, trace: Any = None) -> MatchedPolicy:
         """The policy for a path with several readings (paths.path_readings): each reading is
         matched; one policy for all of them is returned as is, otherwise the result is named
         "a+b" and requires everything each of them requires (public only if all are)."""
         found: list[MatchedPolicy] = []
         for reading in readings:
-            policy = self.match(route_id=route_id, route_name=route_name, path=reading, method=method)
+            if trace is not None:
+                trace.add("policy", "reading", None, f"an upstream may read the path as {reading!r}")
+            policy = self.match(route_id=route_id, route_name=route_name, path=reading, method=method, trace=trace)
             if policy not in found:
                 found.append(policy)
         if len(found) == 1:
             return found[0]
-        return MatchedPolicy("+".join(p.name for p in found), all_of([p.requirement for p in found]))
+        combined = MatchedPolicy("+".join(p.name for p in found), all_of([p.requirement for p in found]))
+        if trace is not None:
+            trace.add("policy", combined.name, True, "the readings match different policies: all their requirements apply"
+                      + ("" if combined.requirement.public else ", and the result is not public"))
+        return combined
+
+
+def _matched_on(matcher: _Matcher) -> str:
+    kinds = [k for k, v in (("route", matcher.routes), ("path", matcher.has_paths), ("method", matcher.methods)) if v]
+    return " and ".join(kinds)
+
+
+def _why_not(kind: str, route_id: str | None, route_name: str | None, path: str | None, method: str | None) -> str:
+    if kind == "routes":
+        return f"route {route_name or route_id or '(none)'!r} is not in its routes"
+    if kind == "paths":
+        return f"path {path!r} matches none of its paths"
+    return f"method {method!r} is not in its methods"

@@ -4,6 +4,9 @@ Kong runs it twice (../shared/kong-plugin-server.md 1.1-1.2):
   query command:  kong-oidc-py --dump            -> plugin info as JSON on stdout
   start command:  kong-oidc-py --kong-prefix /usr/local/kong --socket-name oidc.socket
 
+Operators also run `kong-oidc-py check kong.yml` and `kong-oidc-py explain ...` (kong_oidc_py/cli):
+a first argument naming one of those commands goes there, before kong-pdk parses anything.
+
 PRIORITY 1050 is where Kong Enterprise's openid-connect runs: after Kong's other auth plugins
 (jwt 1450, key-auth 1250, basic-auth 1100) and before `acl` (950), which is our fail-closed guard.
 
@@ -69,6 +72,10 @@ def _listener_options(args: list[str]) -> dict | None:
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("check", "explain"):
+        from kong_oidc_py.cli import main as cli_main
+
+        raise SystemExit(cli_main(args))
     from kong_oidc_py.edge.metrics_server import MetricsArgsError, pop_metrics_args
 
     try:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from kong_oidc_py.idp.discovery import FAILURE_RETRY_SECONDS, Discovery, split_issuer
+from kong_oidc_py.idp.discovery import FAILURE_RETRY_SECONDS, Discovery, split_issuer, validate_metadata
 from kong_oidc_py.errors import ProviderError
 from kong_oidc_py.idp.fetch import Fetcher
 from kong_oidc_py.idp.health import IdpHealth
@@ -111,6 +111,15 @@ class Provider:
         self._static_metadata = {"issuer": self.issuer}
         self.key_for = self._jwks.key_for
         self.entry_for = self._jwks.entry_for
+        return self
+
+    @classmethod
+    def from_metadata(cls, settings: ProviderSettings, doc: dict) -> "Provider":
+        """A provider with a fixed discovery document (explain --discovery FILE); the document
+        passes the same validation as a fetched one, and keys are still fetched from its jwks_uri."""
+        self = cls(settings)
+        validate_metadata(doc, self.issuer, allow_insecure=settings.allow_insecure)
+        self._static_metadata = doc
         return self
 
     def _jwks_uri(self) -> str:

@@ -43,13 +43,22 @@ class AccessTokens:
             issuers = IssuerSet.from_config(config, verifier, provider_factory)
         return cls(verifier, introspector, introspect_jwts=introspect_jwts, issuers=issuers)
 
+    def route(self, token: str) -> tuple[str, Verifier | None, ClaimPaths | None]:
+        """Which check `token` gets: ("introspection", None, None) or ("bearer", the verifier of
+        its issuer, claim paths or None for the plugin-level ones); InvalidToken for an issuer
+        not on the list."""
+        if self.introspector is not None and (self.introspect_jwts or not looks_like_jwt(token)):
+            return "introspection", None, None
+        if self.issuers is not None:
+            verifier, paths = self.issuers.select(token)
+            return "bearer", verifier, paths
+        return "bearer", self.verifier, None
+
     def check(self, token: str) -> tuple[Claims, str, ClaimPaths | None]:
         """(claims, how, claim paths) with how = "bearer" or "introspection" and claim paths
         None for the plugin-level ones; InvalidToken otherwise."""
-        introspector = self.introspector
-        if introspector is not None and (self.introspect_jwts or not looks_like_jwt(token)):
-            return introspector.introspect(token), "introspection", None
-        if self.issuers is not None:
-            verifier, paths = self.issuers.select(token)
-            return verifier.verify(token), "bearer", paths
-        return self.verifier.verify(token), "bearer", None
+        how, verifier, paths = self.route(token)
+        if verifier is None:
+            assert self.introspector is not None
+            return self.introspector.introspect(token), how, None
+        return verifier.verify(token), how, paths

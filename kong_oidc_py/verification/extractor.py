@@ -103,10 +103,11 @@ def _bearer_from_query(query: Mapping[str, Any]) -> str | None:
 
 
 def extract(headers: Mapping[str, list[str]], cfg: Any,
-            query: Mapping[str, list[str]] | None = None) -> str | None:
+            query: Mapping[str, list[str]] | None = None, trace: Any = None) -> str | None:
     """The bearer token, None when the request carries none, InvalidRequest when ambiguous or
     malformed. Only the places enabled in cfg.bearer_token_param_type are looked at; `query`
-    is the parsed query (pass None to skip reading it)."""
+    is the parsed query (pass None to skip reading it). `trace` (kong_oidc_py.trace.Trace,
+    explain only) records where the token was found."""
     places = cfg.bearer_token_param_type
     found: list[str] = []
     if "header" in places:
@@ -117,16 +118,26 @@ def extract(headers: Mapping[str, list[str]], cfg: Any,
             token = _bearer_from_header(values[0])
             if token is not None:
                 found.append(token)
+                if trace is not None:
+                    trace.add("token", "header", True, "Authorization: Bearer <token> (RFC 6750 2.1)")
+            elif trace is not None:
+                trace.add("token", "header", None, f"Authorization uses scheme {_auth_scheme(values[0])[0]!r}, not Bearer: ignored")
     if "cookie" in places and cfg.bearer_token_cookie_name:
         token = _bearer_from_cookies(headers, cfg.bearer_token_cookie_name)
         if token is not None:
             found.append(token)
+            if trace is not None:
+                trace.add("token", "cookie", True, f"cookie {cfg.bearer_token_cookie_name!r}")
     if "query" in places and query is not None:
         token = _bearer_from_query(query)
         if token is not None:
             found.append(token)
+            if trace is not None:
+                trace.add("token", "query", True, f"query parameter {QUERY_PARAM!r} (RFC 6750 2.3)")
     if len(found) > 1:
         raise InvalidRequest("invalid_request", "The token was sent by more than one method")
+    if trace is not None and not found:
+        trace.add("token", "location", False, "no bearer token in: " + ", ".join(places))
     return found[0] if found else None
 
 
