@@ -1,0 +1,114 @@
+"""The plugin's contract towards hostile input, as checks a fuzz target can call.
+
+1. Only the plugin's own exception types leave a parser (errors.py tree, or the module's
+   documented rejection type), or a clean `(None, reason)` answer.
+2. A rejection never carries the input: client-visible descriptions come from a fixed set, and
+   log-only details hold no run of input characters long enough to matter (`ECHO_LEN`), except
+   values the design lets logs name (kid, alg, typ, iss of a token; see errors.py).
+3. Every input is answered in bounded time (`MAX_SECONDS` of CPU; CPU rather than wall clock,
+   because the machine is shared and another process' load must not look like our blow-up).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
+
+MAX_SECONDS = 0.05
+# A run this long of input text inside a message is an echo, not a coincidence.
+ECHO_LEN = 12
+MAX_MESSAGE = 600
+CORPUS = Path(__file__).resolve().parent / "corpus"
+_PACKAGE = Path(__file__).resolve().parents[1] / "kong_oidc_py"
+
+T = TypeVar("T")
+
+
+class Violation(AssertionError):
+    """The plugin broke its contract for this input (a finding)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _source_text() -> str:
+    # Message templates are written in the package's source: a window of the message that is
+    # also in the source is our own wording that the fuzzer happened to copy into its input.
+    return "\n".join(p.read_text() for p in sorted(_PACKAGE.rglob("*.py")))
+
+
+def echoed(message: str, sources: Iterable[str], allowed: Iterable[str] = ()) -> str | None:
+    """The first run of >= ECHO_LEN characters of `message` found in one of `sources` (and not
+    in `allowed` values nor in the package's own text), or None."""
+    if not message or len(message) < ECHO_LEN:
+        return None
+    texts = [s for s in sources if s and len(s) >= ECHO_LEN]
+    if not texts:
+        return None
+    allowed = [a for a in allowed if a]
+    for i in range(len(message) - ECHO_LEN + 1):
+        window = message[i : i + ECHO_LEN]
+        if any(window in t for t in texts):
+            if any(window in a for a in allowed) or window in _source_text():
+                continue
+            return window
+    return None
+
+
+def check_message(label: str, message: object, sources: Iterable[str], allowed: Iterable[str] = ()) -> None:
+    if message is None:
+        return
+    if not isinstance(message, str):
+        raise Violation(f"{label} is {type(message).__name__}, not str")
+    if len(message) > MAX_MESSAGE:
+        raise Violation(f"{label} is {len(message)} characters long")
+    hit = echoed(message, list(sources), allowed)
+    if hit is not None:
+        raise Violation(f"{label} echoes input: {hit!r}")
+
+
+def check_error(err: BaseException, sources: Iterable[str], descriptions: frozenset[str] | None = None,
+                allowed: Iterable[str] = ()) -> None:
+    """An OIDCError-like rejection: fixed description (when `descriptions` is given), no echo
+    in description or detail."""
+    sources = list(sources)
+    description = getattr(err, "description", None)
+    if descriptions is not None and description not in descriptions:
+        raise Violation(f"unexpected description {str(description)[:80]!r} for reason {getattr(err, 'reason', None)!r}")
+    check_message("description", description, sources)
+    check_message("detail", getattr(err, "detail", None), sources, allowed)
+
+
+def bounded(fn: Callable[[], T]) -> T:
+    """Run `fn`; a Violation when it takes more than MAX_SECONDS of CPU, twice in a row (one
+    retry: a garbage collection or a page fault can land inside any single call). Targets
+    disable caches so the retry takes the same path."""
+    start = time.process_time()
+    try:
+        return fn()
+    finally:
+        spent = time.process_time() - start
+        if spent > MAX_SECONDS:
+            again = time.process_time()
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - only the time of the retry matters here
+                pass
+            spent = min(spent, time.process_time() - again)
+            if spent > MAX_SECONDS:
+                raise Violation(f"took {spent * 1000:.1f} ms of CPU (limit {MAX_SECONDS * 1000:.0f} ms)")
+
+
+def seeds(name: str) -> Iterator[bytes]:
+    """The committed seed corpus of one target."""
+    folder = CORPUS / name
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.is_file():
+                yield path.read_bytes()
+
+
+def text(data: bytes) -> str:
+    """Fuzzer bytes as the str a Kong-facing parser receives: pdk_fixes decodes Kong's strings
+    with surrogateescape, so any byte sequence arrives, non-UTF-8 bytes as lone surrogates."""
+    return data.decode("utf-8", "surrogateescape")
