@@ -1,0 +1,28 @@
+"""Findings of the fuzz targets (fuzz/FUZZING.md), each with its minimized input.
+
+Every test replays the input through the module that had the defect and through its fuzz
+target, so the contract the target checks is pinned too.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kong_oidc_py.config import parse_config
+from kong_oidc_py.errors import InvalidRequest
+from kong_oidc_py.verification.extractor import extract
+from tests.kong_host.pdk import parse_query
+
+
+def test_a_value_less_access_token_parameter_is_invalid_request_not_a_crash():
+    # extract_token finding 1: `?access_token` reaches the plugin as {"access_token": True}
+    # (ngx.req.get_uri_args); list(True) raised TypeError, which the handler turned into a 500.
+    from fuzz import extract_token
+
+    cfg = parse_config({"issuer": "https://idp.example.com", "bearer_token_param_type": ["query"]})
+    query = parse_query("access_token")
+    assert query == {"access_token": True}
+    with pytest.raises(InvalidRequest) as info:
+        extract({}, cfg, query)
+    assert info.value.reason == "invalid_request"
+    extract_token.one_input(b"4\n?access_token")
