@@ -53,6 +53,13 @@ _REFRESH_OUTCOME = {"refreshed": "refreshed", "": "shared", "refresh_failed": "f
 # How long a refresh result is handed to requests that still carry the pre-refresh cookie.
 RECENT_REFRESH_TTL = 30
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# The error codes an authorization response may carry: RFC 6749 4.1.2.1, OIDC Core 3.1.2.6.
+AUTHORIZATION_ERRORS = frozenset({
+    "invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type", "invalid_scope",
+    "server_error", "temporarily_unavailable", "interaction_required", "login_required",
+    "account_selection_required", "consent_required", "invalid_request_uri", "invalid_request_object",
+    "request_not_supported", "request_uri_not_supported", "registration_not_supported",
+})
 
 
 def _b64url(raw: bytes) -> str:
@@ -268,9 +275,12 @@ class BrowserFlow:
         pending, clear_cookies = self.authorizations.pop(state_value, cookies, time.time()) if state_value else (None, [])
         if q.get("error"):
             error = q["error"] or "error"
+            # Anyone can craft a callback link: only a registered error code is named on the
+            # page, never the text the link carries (content injection on our origin).
+            shown = error if error in AUTHORIZATION_ERRORS else "an unrecognized error"
             return self._page_outcome(gw, policy, "idp_error",
                                       *_page(403 if error == "access_denied" else 401, "Sign-in failed",
-                                             f"The identity provider answered: {error[:64]}.", "/"),
+                                             f"The identity provider answered: {shown}.", "/"),
                                       set_cookies=clear_cookies)
         if pending is None:
             return self._page_outcome(gw, policy, "bad_state",

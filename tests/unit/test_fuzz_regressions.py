@@ -26,3 +26,22 @@ def test_a_value_less_access_token_parameter_is_invalid_request_not_a_crash():
         extract({}, cfg, query)
     assert info.value.reason == "invalid_request"
     extract_token.one_input(b"4\n?access_token")
+
+
+def test_the_callback_error_page_names_only_registered_error_codes():
+    # callback finding: the page said "The identity provider answered: <error[:64]>", so a
+    # crafted link put its own text on our origin (minimized input: error=login_re<0xf9>uired).
+    from fuzz import callback
+
+    outcome = callback._handle(callback.Request("error=Your+account+is+locked.+Call+555-0100", []))
+    assert outcome.status == 401
+    assert "locked" not in outcome.body and "555" not in outcome.body
+    assert "an unrecognized error" in outcome.body
+    callback.one_input(b"error=login_re\xf9uired&state=x\n")
+
+
+def test_the_callback_error_page_still_names_a_registered_error_code():
+    from fuzz import callback
+
+    outcome = callback._handle(callback.Request("error=access_denied", []))
+    assert outcome.status == 403 and "access_denied" in outcome.body
