@@ -45,3 +45,22 @@ def test_the_callback_error_page_still_names_a_registered_error_code():
 
     outcome = callback._handle(callback.Request("error=access_denied", []))
     assert outcome.status == 403 and "access_denied" in outcome.body
+
+
+def test_a_callback_state_that_is_not_utf8_is_a_stale_login_not_a_crash():
+    # callback finding: `?state=%C1...` reaches us as a str with a lone surrogate (pdk_fixes
+    # decodes Kong's bytes with surrogateescape); AuthorizationStore.pop encoded it strictly and
+    # the UnicodeEncodeError became a 500. Minimized input below.
+    from fuzz import callback
+
+    data = b"code=abc&state=c3RhdGUtb2YtdGhlLWZ1enot\xc1G9naW4tMDEyMzQ1Njc\n" + _pending_login_cookie(callback)
+    raw_query, _, cookie = data.decode("utf-8", "surrogateescape").partition("\n")
+    outcome = callback._handle(callback.Request(raw_query, [cookie]))
+    assert (outcome.status, outcome.log["reason"]) == (401, "bad_state")
+    callback.one_input(data)
+
+
+def _pending_login_cookie(callback) -> bytes:
+    """The real authorization cookie of the callback target's seeds (one pending login)."""
+    prefix = b"code=abc&state=" + callback.STATE.encode() + b"\n"
+    return next(s for s in callback.make_seeds() if s.startswith(prefix))[len(prefix):]

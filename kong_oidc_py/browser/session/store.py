@@ -515,7 +515,9 @@ class AuthorizationStore:
             if reason and reason != "no_cookie":
                 log.info("oidc: authorization cookie refused: %s", reason)
             return None, expire_chunks(self.name, self.settings.authorization_attributes, cookies) if reason != "no_cookie" else []
-        wanted = state_value.encode("utf-8") if isinstance(state_value, str) else b""
+        # A query value with bytes that are not UTF-8 arrives with lone surrogates (pdk_fixes):
+        # it can never match a state we issued, and must not raise while we find that out.
+        wanted = state_value.encode("utf-8", "surrogateescape") if isinstance(state_value, str) else b""
         match = None
         for s in states:  # compare every entry: no early exit that timing could reveal
             if hmac.compare_digest(s.state.encode("utf-8"), wanted) and match is None:
