@@ -20,6 +20,7 @@ import hmac
 import html
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -53,6 +54,8 @@ _REFRESH_OUTCOME = {"refreshed": "refreshed", "": "shared", "refresh_failed": "f
 # How long a refresh result is handed to requests that still carry the pre-refresh cookie.
 RECENT_REFRESH_TTL = 30
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# RFC 6749 A.11: code = 1*VSCHAR
+_VSCHARS = re.compile(r"[\x20-\x7e]+")
 # The error codes an authorization response may carry: RFC 6749 4.1.2.1, OIDC Core 3.1.2.6.
 AUTHORIZATION_ERRORS = frozenset({
     "invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type", "invalid_scope",
@@ -291,6 +294,12 @@ class BrowserFlow:
         if not code:
             return self._page_outcome(gw, policy, "missing_code",
                                       *_page(401, "Sign-in failed", "The identity provider sent no authorization code.", "/"),
+                                      set_cookies=clear_cookies)
+        if not _VSCHARS.fullmatch(code):
+            # RFC 6749 A.11: a code is VSCHARs. Anything else (controls, non-ASCII, bytes that are
+            # not UTF-8) was not issued by an IdP and cannot even be form-encoded for it.
+            return self._page_outcome(gw, policy, "bad_code",
+                                      *_page(401, "Sign-in failed", "The authorization code is malformed.", "/"),
                                       set_cookies=clear_cookies)
         try:
             endpoint = self.provider.metadata()["token_endpoint"]

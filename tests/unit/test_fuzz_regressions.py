@@ -64,3 +64,15 @@ def _pending_login_cookie(callback) -> bytes:
     """The real authorization cookie of the callback target's seeds (one pending login)."""
     prefix = b"code=abc&state=" + callback.STATE.encode() + b"\n"
     return next(s for s in callback.make_seeds() if s.startswith(prefix))[len(prefix):]
+
+
+def test_a_callback_code_that_is_not_visible_ascii_is_refused_before_the_token_endpoint():
+    # callback finding: with a matching state, `code=%FF` reached the form encoder of the code
+    # exchange as a lone surrogate, and the UnicodeEncodeError became a 500.
+    from fuzz import callback
+
+    data = b"code=\xff&state=" + callback.STATE.encode() + b"\n" + _pending_login_cookie(callback)
+    raw_query, _, cookie = data.decode("utf-8", "surrogateescape").partition("\n")
+    outcome = callback._handle(callback.Request(raw_query, [cookie]))
+    assert (outcome.status, outcome.log["reason"]) == (401, "bad_code")
+    callback.one_input(data)
