@@ -9,9 +9,9 @@ other supported type) and so is the clock (the moment the seed tokens were minte
   key, which is in the key set, or HS256 with the strict verifier's secret, as the header's alg
   says), so mutations of the claims pass the signature check and reach every later check.
 
-Two verifiers read each input: the production defaults with an audience, and the strictest
-options (typ required, ID tokens refused, HS256 with a secret); caches are off so every input
-takes the full path.
+Two verifiers take turns (by input length parity): the production defaults with an audience,
+and the strictest options (typ required, ID tokens refused, HS256 with a secret); caches are
+off so every input takes the full path.
 
 Contract: `InvalidToken` with a reason from errors.TOKEN_REASONS and a fixed description, no
 input echoed, bounded time; an accepted token really meets the rules (independent re-check).
@@ -157,8 +157,9 @@ def one_input(data: bytes) -> None:
         token = signed(header, payload)
     else:
         token = contract.text(data)
-    for verifier in (DEFAULT, STRICT):
-        _run(verifier, token)
+    # One verifier per input (by length parity, so a replay takes the same one): both together
+    # halve the executions per second for little extra coverage.
+    _run(STRICT if len(data) & 1 else DEFAULT, token)
 
 
 def make_seeds(tokens: list[str]) -> list[bytes]:
