@@ -408,6 +408,10 @@ def _check(opt: Option, value: Any, path: str) -> Any:
         # Option strings end up in headers, cookies, URLs and logs; none has a use for controls.
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
             raise ConfigError(path, "must not contain control characters")
+        # Bytes that are not UTF-8 reach us as lone surrogates (edge/pdk_fixes.py); a secret or
+        # name holding one could not even be encoded for HMAC, HKDF or a header.
+        if any("\ud800" <= c <= "\udfff" for c in value):
+            raise ConfigError(path, "must be valid UTF-8 text")
     elif t == "integer":
         # bool is an int subclass in Python; Kong would never send true for a number.
         if isinstance(value, bool) or not isinstance(value, (int, float)):

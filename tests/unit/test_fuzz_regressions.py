@@ -76,3 +76,16 @@ def test_a_callback_code_that_is_not_visible_ascii_is_refused_before_the_token_e
     outcome = callback._handle(callback.Request(raw_query, [cookie]))
     assert (outcome.status, outcome.log["reason"]) == (401, "bad_code")
     callback.one_input(data)
+
+
+@pytest.mark.parametrize("field", ["hmac_secret", "issuer", "session_secret", "client_id"])
+def test_a_config_string_that_is_not_utf8_is_refused_at_load_naming_the_field(field):
+    # config_map finding: a non-UTF-8 byte (a lone surrogate after pdk_fixes) in hmac_secret
+    # passed parse_config and raised UnicodeEncodeError when the verifier encoded the secret.
+    from kong_oidc_py.errors import ConfigError
+
+    raw = {"issuer": "https://idp.example.com", "signing_algs": ["RS256", "HS256"], "hmac_secret": "h" * 40}
+    raw[field] = raw.get(field, "x" * 40)[:9] + "\udcbd" + "h" * 30
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    assert info.value.field == field
