@@ -89,3 +89,34 @@ def test_a_config_string_that_is_not_utf8_is_refused_at_load_naming_the_field(fi
     with pytest.raises(ConfigError) as info:
         parse_config(raw)
     assert info.value.field == field
+
+
+def _token_client_answering(status: int, body: bytes):
+    import httpx
+
+    from kong_oidc_py.browser.token_endpoint import TokenClient
+
+    client = TokenClient(client_id="web", client_secret="s", auth_method="client_secret_basic", timeout_ms=2000,
+                         ssl_verify=True)
+    client._http = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(status, content=body)))
+    return client
+
+
+def test_a_token_endpoint_error_with_control_characters_is_not_passed_on_to_the_log():
+    # token_response finding: the IdP's error / error_description went into TokenError (and the
+    # error code into the log line) as sent, CR/LF included.
+    from kong_oidc_py.browser.token_endpoint import TokenError
+
+    client = _token_client_answering(400, b'{"error":"invalid_grant\\r\\nFAKE log line","error_description":"a\\nb"}')
+    with pytest.raises(TokenError) as info:
+        client.exchange_code("https://idp.example/token", code="c", redirect_uri="https://app.example/cb", code_verifier="v" * 43)
+    assert (info.value.error, info.value.description) == ("invalid_error_code", "")
+
+
+def test_a_token_endpoint_error_in_the_rfc_charset_is_kept():
+    from kong_oidc_py.browser.token_endpoint import TokenError
+
+    client = _token_client_answering(400, b'{"error":"invalid_grant","error_description":"grant request is invalid"}')
+    with pytest.raises(TokenError) as info:
+        client.exchange_code("https://idp.example/token", code="c", redirect_uri="https://app.example/cb", code_verifier="v" * 43)
+    assert (info.value.error, info.value.description) == ("invalid_grant", "grant request is invalid")
