@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -66,6 +68,9 @@ def check_message(label: str, message: object, sources: Iterable[str],
         raise Violation(f"{label} is {type(message).__name__}, not str")
     if len(message) > MAX_MESSAGE:
         raise Violation(f"{label} is {len(message)} characters long")
+    if any(c < " " or c == "\x7f" for c in message):
+        # Messages reach logs and headers: a raw CR/LF forges log lines or splits a header.
+        raise Violation(f"{label} holds a control character")
     hit = echoed(message, list(sources), allowed)
     if hit is not None:
         raise Violation(f"{label} echoes input: {hit!r}")
@@ -81,7 +86,7 @@ def check_error(err: BaseException, sources: Iterable[str], descriptions: frozen
         if description not in descriptions:
             raise Violation(f"unexpected description {str(description)[:80]!r} for reason {getattr(err, 'reason', None)!r}")
     else:
-        check_message("description", description, sources)
+        check_message("description", description, sources, allowed)
     check_message("detail", getattr(err, "detail", None), sources, allowed)
 
 
@@ -115,6 +120,29 @@ def seeds(name: str) -> Iterator[bytes]:
         for path in sorted(folder.iterdir()):
             if path.is_file():
                 yield path.read_bytes()
+
+
+@contextlib.contextmanager
+def watched_logs(sources: list[str], allowed: Iterable[str] = ()) -> Iterator[None]:
+    """Hold every record the plugin logs meanwhile to the message rules (bounded, no control
+    characters, no echo of `sources`); the logger is restored afterwards (pytest shares it)."""
+    allowed = list(allowed)
+
+    class _Check(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            check_message("log line", record.getMessage(), sources, allowed)
+
+    logger = logging.getLogger("kong_oidc_py")
+    handler, level, propagate = _Check(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def text(data: bytes) -> str:

@@ -60,7 +60,9 @@ def main() -> None:
 
     _write("discovery", [discovery_raw])
     _write("jwks", [jwks_raw, json.dumps(material["jwks"]).encode()])
-    _write("token_response", [bytes([r.status_code % 256]) + r.content for r in responses])
+    from fuzz.token_response import STATUSES
+
+    _write("token_response", [bytes([STATUSES.index(r.status_code)]) + r.content for r in responses])
 
     # Targets that build their own inputs from this material (cookies sealed by the plugin).
     from fuzz import callback, extract_token, session_cookie, verify_token
