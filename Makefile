@@ -72,6 +72,7 @@ $(VENV)/.fuzz-installed: pyproject.toml $(VENV)/.installed
 
 fuzz: install $(VENV)/.fuzz-installed
 	@mkdir -p fuzz/.work
+	$(PY) -m fuzz.scaling
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "== fuzz $$t (runs $(FUZZ_RUNS), at most $(FUZZ_SECONDS) s)"; \
 		$(PY) -m fuzz.run $$t --runs $(FUZZ_RUNS) --seconds $(FUZZ_SECONDS) 2>&1 | tee fuzz/.work/$$t.log \
