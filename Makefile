@@ -76,7 +76,7 @@ fuzz: install $(VENV)/.fuzz-installed
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "== fuzz $$t (runs $(FUZZ_RUNS), at most $(FUZZ_SECONDS) s)"; \
 		$(PY) -m fuzz.run $$t --runs $(FUZZ_RUNS) --seconds $(FUZZ_SECONDS) 2>&1 | tee fuzz/.work/$$t.log \
-			| grep -E '^#[0-9]+ +(INITED|DONE|pulse)|^stat::number_of_executed|^==|Violation|Error' || true; \
+			| grep -E '^#[0-9]+[[:space:]]+(INITED|DONE|pulse)|^stat::number_of_executed|^==|Violation|Error' || true; \
 		test $${PIPESTATUS[0]} -eq 0 || { echo "fuzz $$t: violation, input in fuzz/.work/$$t/"; exit 1; }; \
 	done
 
