@@ -89,6 +89,10 @@ def test_a_config_string_that_is_not_utf8_is_refused_at_load_naming_the_field(fi
     with pytest.raises(ConfigError) as info:
         parse_config(raw)
     assert info.value.field == field
+    from fuzz import config_map
+
+    config_map.one_input(b'{"issuer": "https://idp.example.com", "signing_algs": ["RS256", "HS256"], '
+                         b'"hmac_secret": "hhhhhhhhh\xbdhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh"}')
 
 
 def _token_client_answering(status: int, body: bytes):
@@ -111,6 +115,9 @@ def test_a_token_endpoint_error_with_control_characters_is_not_passed_on_to_the_
     with pytest.raises(TokenError) as info:
         client.exchange_code("https://idp.example/token", code="c", redirect_uri="https://app.example/cb", code_verifier="v" * 43)
     assert (info.value.error, info.value.description) == ("invalid_error_code", "")
+    from fuzz import token_response
+
+    token_response.one_input(b'\x01{"error":"invalid_grant","error_description":"line\\nbreak"}')
 
 
 def test_a_token_endpoint_error_in_the_rfc_charset_is_kept():
