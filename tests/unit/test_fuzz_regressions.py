@@ -127,3 +127,18 @@ def test_a_token_endpoint_error_in_the_rfc_charset_is_kept():
     with pytest.raises(TokenError) as info:
         client.exchange_code("https://idp.example/token", code="c", redirect_uri="https://app.example/cb", code_verifier="v" * 43)
     assert (info.value.error, info.value.description) == ("invalid_grant", "grant request is invalid")
+
+
+@pytest.mark.parametrize("key", ["hmac_secre\x7f", "x\r\nFAKE log line", "a" * 500])
+def test_an_unknown_config_field_is_named_without_control_characters_or_its_whole_length(key):
+    # config_map finding: an unknown key was quoted as sent in the ConfigError Kong logs at start.
+    from kong_oidc_py.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_config({"issuer": "https://idp.example.com", key: 1})
+    text = str(info.value)
+    assert text.endswith("unknown field")
+    assert all(" " <= c != "\x7f" for c in text) and len(text) < 120
+    from fuzz import config_map
+
+    config_map.one_input(b'{"issuer": "https://idp.example.com", "hmac_secre\\u007f": "h"}')
