@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> None:
         importlib.import_module(name)
     atheris.enabled_hooks.add("RegEx")
     atheris.enabled_hooks.add("str")
-    with atheris.instrument_imports(include=["kong_oidc_py"]):
+    # config.py stays uninstrumented: atheris 2.3 on Python 3.11 miscompiles its
+    # `len(value) < (1 if ... else ...)` (every string option then "too short"), which would
+    # make every config look invalid. config_map still checks the contract there, without
+    # coverage feedback from config.py itself.
+    with atheris.instrument_imports(include=["kong_oidc_py"], exclude=["kong_oidc_py.config"]):
         module = importlib.import_module(f"fuzz.{args.target}")
 
     work = WORK / args.target
