@@ -475,7 +475,7 @@ def _check_record(options: tuple[Option, ...], raw: Mapping[str, Any], prefix: s
         if key not in known and key not in ignore:
             # The name is input: Kong logs this error at start, so anything but a short printable
             # name is shown escaped and cut (a CR/LF in a key must not forge log lines).
-            shown = key if isinstance(key, str) and key.isprintable() and len(key) <= 64 else repr(key)[:66]
+            shown = key if isinstance(key, str) and key and key.isprintable() and len(key) <= 64 else repr(key)[:66]
             raise ConfigError(f"{prefix}.{shown}" if prefix else str(shown), "unknown field")
     out: dict[str, Any] = {}
     for opt in options:
