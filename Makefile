@@ -11,7 +11,7 @@ DEMO_ARGS ?=
 # `docker compose` (v2 plugin) is what docker-compose.yml is written for (`up --wait`).
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose")
 
-.PHONY: install demo-install test demo demo-check run docs bench up down compose-test clean
+.PHONY: install demo-install test demo demo-check run docs bench fuzz up down compose-test clean
 
 # Everything: runtime, test and benchmark extras (Playwright, Envoy, peer JOSE libraries).
 install: $(VENV)/.installed node_modules/.installed
@@ -59,6 +59,26 @@ docs: $(VENV)/.installed
 
 bench: install
 	$(PY) bench/run.py
+
+# Coverage-guided fuzzing (fuzz/FUZZING.md); not part of `make test`. Budget per target:
+# FUZZ_RUNS executions or FUZZ_SECONDS, whichever ends first; FUZZ_TARGETS to pick targets.
+FUZZ_RUNS ?= 100000
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= $(shell $(PY) -c 'import fuzz; print(" ".join(fuzz.TARGETS))' 2>/dev/null)
+
+$(VENV)/.fuzz-installed: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,fuzz]'
+	@touch $@
+
+fuzz: install $(VENV)/.fuzz-installed
+	@mkdir -p fuzz/.work
+	$(PY) -m fuzz.scaling
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$t (runs $(FUZZ_RUNS), at most $(FUZZ_SECONDS) s)"; \
+		$(PY) -m fuzz.run $$t --runs $(FUZZ_RUNS) --seconds $(FUZZ_SECONDS) 2>&1 | tee fuzz/.work/$$t.log \
+			| grep -E '^#[0-9]+[[:space:]]+(INITED|DONE|pulse)|^stat::number_of_executed|^==|Violation|Error' || true; \
+		test $${PIPESTATUS[0]} -eq 0 || { echo "fuzz $$t: violation, input in fuzz/.work/$$t/"; exit 1; }; \
+	done
 
 define NO_COMPOSE
 make: the docker compose plugin is missing (docker compose version failed)$(if $(shell command -v docker-compose),; docker-compose v1 is installed but cannot run this file since it has no up --wait,). Install the plugin (Debian/Ubuntu: apt-get install docker-compose-plugin) and retry.

@@ -622,6 +622,10 @@ def _check(opt: Option, value: Any, path: str) -> Any:
         # Option strings end up in headers, cookies, URLs and logs; none has a use for controls.
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
             raise ConfigError(path, "must not contain control characters")
+        # Bytes that are not UTF-8 reach us as lone surrogates (edge/pdk_fixes.py); a secret or
+        # name holding one could not even be encoded for HMAC, HKDF or a header.
+        if any("\ud800" <= c <= "\udfff" for c in value):
+            raise ConfigError(path, "must be valid UTF-8 text")
     elif t == "integer":
         # bool is an int subclass in Python; Kong would never send true for a number.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -683,7 +687,9 @@ def _check_record(options: tuple[Option, ...], raw: Mapping[str, Any], prefix: s
     known = {o.name for o in options}
     for key in raw:
         if key not in known and key not in ignore:
-            shown = key if isinstance(key, str) else repr(key)
+            # The name is input: Kong logs this error at start, so anything but a short printable
+            # name is shown escaped and cut (a CR/LF in a key must not forge log lines).
+            shown = key if isinstance(key, str) and key and key.isprintable() and len(key) <= 64 else repr(key)[:66]
             raise ConfigError(f"{prefix}.{shown}" if prefix else str(shown), "unknown field")
     out: dict[str, Any] = {}
     for opt in options:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 import time
 from typing import TYPE_CHECKING, Any, Mapping
@@ -38,6 +39,17 @@ if TYPE_CHECKING:
     from kong_oidc_py.policy import MatchedPolicy
 
 log = logging.getLogger("kong_oidc_py")
+
+# RFC 6749 A.11: code = 1*VSCHAR
+_VSCHARS = re.compile(r"[\x20-\x7e]+")
+# The error codes an authorization response may carry: RFC 6749 4.1.2.1, OIDC Core 3.1.2.6, RFC 9126.
+AUTHORIZATION_ERRORS = frozenset({
+    "invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type", "invalid_scope",
+    "server_error", "temporarily_unavailable", "interaction_required", "login_required",
+    "account_selection_required", "consent_required", "invalid_request_uri", "invalid_request_object",
+    "request_not_supported", "request_uri_not_supported", "registration_not_supported",
+})
+_WARNED_ERRORS: set[str] = set()  # bounded by AUTHORIZATION_ERRORS + 1
 
 
 class LoginSteps:
@@ -123,6 +135,12 @@ class LoginSteps:
         if not code:
             return self._page_outcome(gw, policy, "missing_code",
                                       *page(401, "Sign-in failed", "The identity provider sent no authorization code.", retry),
+                                      set_cookies=clear_cookies)
+        if not _VSCHARS.fullmatch(code):
+            # RFC 6749 A.11: a code is VSCHARs. Anything else (controls, non-ASCII, bytes that are
+            # not UTF-8) was not issued by an IdP and cannot even be form-encoded for it.
+            return self._page_outcome(gw, policy, "bad_code",
+                                      *page(401, "Sign-in failed", "The authorization code is malformed.", retry),
                                       set_cookies=clear_cookies)
         try:
             front = None
@@ -231,10 +249,18 @@ class LoginSteps:
 
     def _idp_error(self, gw: "Gateway", policy: "MatchedPolicy", q: dict[str, str | None], retry: str,
                    clear_cookies: list[str]) -> "Outcome":
-        error = printable(q.get("error") or "error", 64)
+        raw_error = q.get("error") or "error"
+        # Anyone can craft a callback link: the code is named only when it is a registered one,
+        # and the log line (which Kong shows at warn) says only that; the description is shown
+        # escaped on the page, as the IdP's words, and logged at info.
+        error = raw_error if raw_error in AUTHORIZATION_ERRORS else "unrecognized_error"
         description = printable(q.get("error_description") or "", 256)
-        log.warning("oidc: the identity provider answered the login with error %s%s", error,
-                    f" ({description})" if description else "")
+        if error not in _WARNED_ERRORS:
+            _WARNED_ERRORS.add(error)
+            log.warning("oidc: the identity provider answered a login with error %s (logged once per code; "
+                        "each occurrence is in the decision log as idp_error)", error)
+        log.info("oidc: the identity provider answered the login with error %s%s", error,
+                 f" ({description})" if description else "")
         message = f"The identity provider answered: {error}" + (f": {description}" if description else ".")
         outcome = self._page_outcome(gw, policy, "idp_error",
                                      *page(403 if error == "access_denied" else 401, "Sign-in failed", message, retry),

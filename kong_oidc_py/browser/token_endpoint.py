@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -21,6 +22,7 @@ from kong_oidc_py.errors import ProviderError
 from kong_oidc_py.idp.fetch import fetch_outcome
 
 MAX_TOKEN_RESPONSE_BYTES = 256 * 1024
+_NQSCHARS = re.compile(r'[\x20\x21\x23-\x5b\x5d-\x7e]*')
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,12 @@ class TokenClient:
 def _error(data: Mapping[str, Any]) -> TokenError:
     error = data.get("error") if isinstance(data.get("error"), str) else "server_error"
     description = data.get("error_description") if isinstance(data.get("error_description"), str) else ""
+    # RFC 6749 5.2 limits both to %x20-21 / %x23-5B / %x5D-7E; they are logged, so an answer
+    # outside that set (CR/LF would forge log lines) is not passed on.
+    if not _NQSCHARS.fullmatch(error):
+        error = "invalid_error_code"
+    if not _NQSCHARS.fullmatch(description):
+        description = ""
     return TokenError(error[:64], description[:200])
 
 

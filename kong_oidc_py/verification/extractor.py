@@ -93,8 +93,10 @@ def _bearer_from_query(query: Mapping[str, Any]) -> str | None:
     if QUERY_PARAM not in query:
         return None
     raw = query[QUERY_PARAM]
-    items = [raw] if isinstance(raw, str) else list(raw or [])
-    # kong-pdk turns a value-less flag into [] or a `True` item (shared doc 2.4).
+    # Kong hands a repeated parameter over as a list, a value-less `?access_token` as `true`
+    # itself (ngx.req.get_uri_args), and kong-pdk may turn a flag into [] or a `True` item
+    # (shared doc 2.4): anything but a list is one item, so `true` is refused, not iterated.
+    items = list(raw) if isinstance(raw, list) else [raw]
     if len(items) != 1 or not isinstance(items[0], str):
         raise InvalidRequest("invalid_request", "The access_token parameter must appear exactly once with a value")
     if not _B64TOKEN.fullmatch(items[0]):

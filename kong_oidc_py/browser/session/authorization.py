@@ -39,7 +39,7 @@ class Taken:
 
 
 def _state_hash(state: str) -> str:
-    return hashlib.sha256(state.encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(state.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 class AuthorizationStore:
@@ -111,7 +111,9 @@ class AuthorizationStore:
                 log.info("oidc: authorization cookie refused: %s", reason)
                 return Taken(None, self.clear(cookies), reason)
             return Taken(None, [], "no_login_cookie")
-        wanted = state_value.encode("utf-8") if isinstance(state_value, str) and state_value else b""
+        # A query value with bytes that are not UTF-8 arrives with lone surrogates (pdk_fixes):
+        # it can never match a state we issued, and must not raise while we find that out.
+        wanted = state_value.encode("utf-8", "surrogateescape") if isinstance(state_value, str) and state_value else b""
         match = None
         for s in states:  # compare every entry: no early exit that timing could reveal
             if hmac.compare_digest(s.state.encode("utf-8"), wanted) and match is None:
