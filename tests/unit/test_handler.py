@@ -184,7 +184,7 @@ def test_real_gateway_with_monkeypatched_bug_answers_500_then_next_request_works
     from kong_oidc_py import gateway as gateway_mod
 
     monkeypatch.setattr(gateway_mod, "get_provider", lambda issuer, settings: _static_provider(issuer))
-    plugin = Plugin({"issuer": "http://127.0.0.1:1/realms/bug", "policies": [{"name": "pub", "paths": ["/pub"], "public": True}]})
+    plugin = Plugin({"issuer": "http://127.0.0.1:1/realms/bug", "audience_required": ["api"], "policies": [{"name": "pub", "paths": ["/pub"], "public": True}]})
     original = plugin.gateway._match_policy
     monkeypatch.setattr(plugin.gateway, "_match_policy", lambda req, readings: (_ for _ in ()).throw(IndexError("bug")))
     broken = FakeKong()
@@ -259,7 +259,7 @@ def test_plugin_reduces_to_its_raw_config_for_multiprocessing_mode(monkeypatch):
     from kong_oidc_py import gateway as gateway_mod
 
     monkeypatch.setattr(gateway_mod, "get_provider", lambda issuer, settings: _static_provider(issuer))
-    raw = {"issuer": "http://127.0.0.1:1/realms/pickle"}
+    raw = {"issuer": "http://127.0.0.1:1/realms/pickle", "audience_required": ["api"]}
     fn, args = Plugin(raw).__reduce__()
     assert fn is Plugin and args == (raw,)
 
