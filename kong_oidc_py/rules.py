@@ -260,3 +260,42 @@ def kong_entity_checks() -> list[dict[str, Any]]:
 def kong_policy_entity_checks() -> list[dict[str, Any]]:
     """The policies[] record's entity_checks (fields relative to the record)."""
     return [rule.kong("") for rule in POLICY_RULES]
+
+
+# -- weaker-than-default choices: allowed, but said out loud at start ---------------------------
+
+
+def config_warnings(cfg: Any) -> list[tuple[str, str]]:
+    """(option, message) for every explicit choice weaker than the default, in option order.
+    The Gateway logs each once at warn level (Kong sees it through edge/kong_log.py);
+    `kong-oidc-py check` lists them."""
+    out: list[tuple[str, str]] = []
+    bearer = "bearer" in cfg.auth_methods
+    if cfg.allow_insecure_issuer:
+        out.append(("allow_insecure_issuer", "plain http to the identity provider is allowed: keys and "
+                    "discovery can be tampered with on the network; for local development only"))
+    if not cfg.ssl_verify:
+        out.append(("ssl_verify", "TLS certificates of the identity provider are not verified: anyone "
+                    "on the network path can serve keys"))
+    if bearer and "query" in cfg.bearer_token_param_type:
+        out.append(("bearer_token_param_type", "tokens are accepted in the query string, where "
+                    "access logs and Referer headers keep them (RFC 6750 5.3)"))
+    if bearer and cfg.allow_any_audience and not cfg.audience_required:
+        out.append(("allow_any_audience", "no audience is checked: every token of this issuer, "
+                    "issued for any client or API, is accepted here (RFC 9068 4)"))
+    if bearer and not cfg.reject_id_tokens:
+        out.append(("reject_id_tokens", "ID tokens (nonce, at_hash or c_hash claims) are accepted "
+                    "as bearer tokens"))
+    if bearer and not cfg.require_exp:
+        out.append(("require_exp", "tokens without exp are accepted and never expire"))
+    for option, effect in (
+        ("allow_ambiguous_paths", "paths with %2F, %5C, ';' or '\\' are proxied (policies apply to every reading)"),
+        ("keep_kong_identity_headers", "client-sent Kong identity headers (X-Consumer-*, ...) reach the upstream"),
+        ("allow_truncated_headers", "requests with 1000+ headers are proxied"),
+    ):
+        if getattr(cfg, option, False):
+            out.append((option, effect))
+    browser = "authorization_code" in cfg.auth_methods or "session" in cfg.auth_methods
+    if browser and not cfg.session_cookie_secure:
+        out.append(("session_cookie_secure", "session cookies are sent over plain http too"))
+    return out
