@@ -11,9 +11,10 @@ twice, so the two can never disagree:
   hosts that did not (the emulator, a direct caller).
 
 Only checkers that survive the trip through JSON are used. Kong reads the dumped schema with
-`cjson.decode` (kong/runloop/plugin_servers/process.lua l.46-84 in 3.9.3, `ask_info` in
-3.4.2), validates it with `MetaSchema.MetaSubSchema` (kong/db/schema/metaschema.lua l.998-1036
-in 3.9.3; l.326-374 lists the checkers and their argument shapes) and runs the subschema's
+`cjson.decode` (kong/runloop/plugin_servers/process.lua l.46-84 in 3.9.3; `ask_info` l.133-160
+and `schema = plugin_info.Schema` l.128 in 3.4.2), validates it with `MetaSchema.MetaSubSchema`
+(kong/db/schema/metaschema.lua l.998-1036 in 3.9.3, l.817 in 3.4.2; l.326-374 in 3.9.3 list
+the checkers and their argument shapes) via kong/db/schema/plugin_loader.lua l.31, and runs the subschema's
 checks on every plugin entity (kong/db/schema/init.lua l.1435-1456 in 3.9.3, l.1355 in
 3.4.2), after defaults are filled (init.lua l.956). Plain data, so JSON-safe: at_least_one_of,
 only_one_of, distinct, conditional, conditional_at_least_one_of, mutually_required,

@@ -71,7 +71,7 @@ ENTITY_CHECKS: list[dict[str, Any]] = kong_entity_checks()
 def with_entity_checks(dump: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """kong-pdk's `--dump` (a list of plugin infos) with our top-level entity checks added to
     each plugin's Schema (kong/db/schema/metaschema.lua `MetaSubSchema` accepts
-    `entity_checks` beside `name` and `fields`: l.998-1036 in 3.9.3)."""
+    `entity_checks` beside `name` and `fields`: l.998-1036 in 3.9.3, l.817-851 in 3.4.2)."""
     out = []
     for info in dump:
         info = dict(info)

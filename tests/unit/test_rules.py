@@ -165,3 +165,9 @@ def test_opt_outs_are_warned_about_by_name():
 
 def test_default_config_has_no_warnings():
     assert config_warnings(parse_config(bearer())) == []
+
+
+def test_the_dumped_checks_use_only_what_kong_can_read_from_json():
+    from tests.kong_host.entity_checks import check_plugin_schema
+
+    check_plugin_schema(DUMPED)  # raises on custom_entity_check, unknown checkers or match keys
