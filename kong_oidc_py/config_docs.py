@@ -81,7 +81,7 @@ _BROKEN = """
   Messages name the field, never a secret value.
 * **Weaker options are said out loud.** `allow_any_audience`, `allow_insecure_issuer`,
   `ssl_verify: false`, query-string tokens, `reject_id_tokens: false`, `require_exp: false` and
-  `session_cookie_secure: false` each log a warning once, at the first request
+  `session_cookie_secure: false` (off loopback) each log a warning once, at the first request
   (`kong.log.warn`: the plugin server's own output reaches Kong's log only at `info`, which
   Kong's default `log_level` hides).
 """

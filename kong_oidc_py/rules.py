@@ -266,6 +266,17 @@ def kong_policy_entity_checks() -> list[dict[str, Any]]:
 # -- weaker-than-default choices: allowed, but said out loud at start ---------------------------
 
 
+def _loopback_url(url: str | None) -> bool:
+    from urllib.parse import urlsplit
+
+    from kong_oidc_py.idp.fetch import is_loopback_host
+
+    try:
+        return bool(url) and is_loopback_host(urlsplit(url).hostname)
+    except ValueError:
+        return False
+
+
 def config_warnings(cfg: Any) -> list[tuple[str, str]]:
     """(option, message) for every explicit choice weaker than the default, in option order.
     The Gateway logs each once at warn level (Kong sees it through edge/kong_log.py);
@@ -297,6 +308,7 @@ def config_warnings(cfg: Any) -> list[tuple[str, str]]:
         if getattr(cfg, option, False):
             out.append((option, effect))
     browser = "authorization_code" in cfg.auth_methods or "session" in cfg.auth_methods
-    if browser and not cfg.session_cookie_secure:
+    if browser and not cfg.session_cookie_secure and not _loopback_url(cfg.redirect_uri):
+        # On a loopback redirect_uri (local development over http) there is nothing to say.
         out.append(("session_cookie_secure", "session cookies are sent over plain http too"))
     return out

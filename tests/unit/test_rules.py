@@ -171,3 +171,10 @@ def test_the_dumped_checks_use_only_what_kong_can_read_from_json():
     from tests.kong_host.entity_checks import check_plugin_schema
 
     check_plugin_schema(DUMPED)  # raises on custom_entity_check, unknown checkers or match keys
+
+
+def test_insecure_session_cookies_are_warned_about_only_off_loopback():
+    local = parse_config(browser(redirect_uri="http://127.0.0.1:8000/cb", session_cookie_secure=False))
+    remote = parse_config(browser(session_cookie_secure=False))
+    assert config_warnings(local) == []
+    assert [name for name, _ in config_warnings(remote)] == ["session_cookie_secure"]
