@@ -4,7 +4,7 @@
 it; a prefix this command made for itself (no --prefix) is removed when it stops.
 
 `--check` validates the file and exits, like `kong config parse kong.yml`: 0 and "parse
-successful", or 1 and Kong's error tree (kong/cmd/config.lua `parse`)."""
+successful", or 1 and Kong's error tree (kong/cmd/config.lua l.95-134 in 3.9.3, `parse`)."""
 
 from __future__ import annotations
 
