@@ -677,6 +677,7 @@ def _check_rules(rules: tuple[Rule, ...], values: Mapping[str, Any], prefix: str
 
 
 def _check_cross_fields(v: dict[str, Any]) -> None:
+    browser = "authorization_code" in v["auth_methods"] or "session" in v["auth_methods"]
     _check_issuer(v["issuer"], v["allow_insecure_issuer"])
     _check_rules(CONFIG_RULES, v)
 
