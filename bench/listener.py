@@ -187,7 +187,7 @@ def run(quick: bool) -> dict:
         idp.set_keys(key)
         token = key.sign(claims(idp.issuer, lifetime=3600, sub="user-1"))
         headers = {"authorization": [f"Bearer {token}"], "x-user-id": ["spoofed"]}
-        oidc_cfg = {"issuer": idp.issuer, "upstream_headers_claims": ["sub"], "upstream_headers_names": ["X-User-Id"]}
+        oidc_cfg = {"issuer": idp.issuer, "audience_required": ["api"], "upstream_headers_claims": ["sub"], "upstream_headers_names": ["X-User-Id"]}
         drivers = {name: Driver(path) for name, path in paths.items()}
         targets: dict[str, Any] = {}
         for side in ("ours", "kpdk"):

@@ -21,6 +21,7 @@ from tests.kong_host.uri import normalize
 NAME = "policy_match"
 CONFIG = parse_config({
     "issuer": "https://idp.example.com",
+    "allow_any_audience": True,
     "policies": [
         {"name": "public", "paths": ["/public", "/docs/"], "public": True},
         {"name": "admin-write", "paths": ["/admin/"], "methods": ["POST", "DELETE"], "scopes_required": ["admin"]},

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from kong_oidc_py.claims import parse_dotted_path
 from kong_oidc_py.errors import ConfigError
 from kong_oidc_py.idp.fetch import is_loopback_host
+from kong_oidc_py.rules import CONFIG_RULES, POLICY_RULES, RULES_BY_NAME, Rule, first_violation, kong_policy_entity_checks
 
 
 class _Unset:
@@ -57,6 +58,7 @@ class Option:
     fields: "tuple[Option, ...] | None" = None
     ko: str | None = None  # Kong Enterprise openid-connect option of the same meaning
     secret: bool = False
+    entity_checks: "tuple[dict[str, Any], ...] | None" = None  # records only (rules.py)
 
 
 def _str(**kw: Any) -> Option:
@@ -171,7 +173,12 @@ OPTIONS: tuple[Option, ...] = (
     _opt("bearer_token_cookie_name", "string", "Cookie carrying a bearer token; required when "
          "bearer_token_param_type contains cookie.", ko="bearer_token_cookie_name"),
     _opt("audience_required", "array", "Accepted audiences: the token's audience claim must "
-         "contain at least one of them.", elements=_str(), default=(), ko="audience_required"),
+         "contain at least one of them. Required when auth_methods contains bearer, unless "
+         "allow_any_audience is set.", elements=_str(), default=(), ko="audience_required"),
+    _opt("allow_any_audience", "boolean", "Accept bearer tokens for any audience when "
+         "audience_required is empty (logs a warning at start). Every token of the issuer, "
+         "ID tokens and tokens for other APIs included, is then good here. Kong Enterprise has "
+         "no such option: its audience_required is optional."),
     _opt("audience_claim", "array", "Path of the audience claim, one array item per nesting "
          "level.", elements=_str(), default=("aud",), len_min=1, ko="audience_claim"),
     _opt("scopes_required", "array", "Required scopes: items are alternatives, space-separated "
@@ -208,8 +215,8 @@ OPTIONS: tuple[Option, ...] = (
     _opt("token_types", "array", "Accepted JWT typ header values, compared case-insensitively.",
          elements=_str(), default=("at+jwt", "application/at+jwt", "jwt"), len_min=1),
     _opt("token_type_required", "boolean", "Refuse tokens without a typ header.", default=False),
-    _opt("reject_id_tokens", "boolean", "Refuse tokens that look like ID tokens (nonce, at_hash "
-         "or c_hash claims).", default=False),
+    _opt("reject_id_tokens", "boolean", "Refuse bearer tokens that look like OIDC ID tokens "
+         "(a nonce, at_hash or c_hash claim); false logs a warning at start.", default=True),
     _opt("max_token_size", "integer", "Largest accepted token in bytes; bigger ones are refused "
          "before parsing.", default=8192, between=(256, 65536)),
     # -- opaque tokens: introspection (RFC 7662) --------------------------------------------
@@ -310,7 +317,8 @@ OPTIONS: tuple[Option, ...] = (
          "401.", ko="anonymous"),
     _opt("policies", "array", "Per-route/path/method requirements; the first matching policy "
          "wins, no match uses the plugin-level requirements.",
-         elements=Option("", "record", fields=POLICY_FIELDS), default=()),
+         elements=Option("", "record", fields=POLICY_FIELDS,
+                         entity_checks=tuple(kong_policy_entity_checks())), default=()),
     # -- authorization code and sessions ----------------------------------------------------
     _opt("client_id", "string", "OAuth client id for the authorization code flow.", ko="client_id"),
     _opt("client_secret", "string", "OAuth client secret for the authorization code flow.",
@@ -494,6 +502,7 @@ class PluginConfig:
     bearer_token_param_type: tuple[str, ...]
     bearer_token_cookie_name: str | None
     audience_required: tuple[str, ...]
+    allow_any_audience: bool | None  # None: unset (Kong null); only True opts out
     audience_claim: ClaimPath
     scopes_required: tuple[str, ...]
     scopes_claim: ClaimPath
@@ -751,7 +760,7 @@ def _check_issuer(issuer: str, allow_insecure: bool) -> None:
     check_absolute_url(issuer, "issuer", allow_query=False)
     parts = urlsplit(issuer)
     if parts.scheme == "http" and not allow_insecure and not is_loopback_host(parts.hostname):
-        raise ConfigError("issuer", "http is only allowed on loopback hosts unless allow_insecure_issuer is set")
+        raise ConfigError("issuer", RULES_BY_NAME["issuer_https"].message)
 
 
 def _header_name(value: str, path: str) -> None:
@@ -778,7 +787,8 @@ def _parse_policy(raw: Mapping[str, Any], path: str) -> PolicyConfig:
             try:
                 re.compile(p[1:])
             except re.error as err:
-                raise ConfigError(ppath, f"invalid regex: {err}") from None
+                raise ConfigError(ppath, f"invalid regex: {err}; fix the pattern after '~' "
+                                  "(Python re syntax, anchored at the path start)") from None
         elif not p.startswith("/"):
             raise ConfigError(ppath, "must start with '/' (or '~' for a regex)")
     methods = []
@@ -786,9 +796,7 @@ def _parse_policy(raw: Mapping[str, Any], path: str) -> PolicyConfig:
         if not _TOKEN_RE.match(m):
             raise ConfigError(f"{path}.methods[{i}]", "is not a valid HTTP method token")
         methods.append(m.upper())
-    if not (raw["routes"] or raw["paths"] or raw["methods"]):
-        raise ConfigError(path, "needs at least one of routes, paths or methods; "
-                          "a policy without matchers would match every request")
+    _check_rules(POLICY_RULES, raw, f"{path}.")
     claims = []
     for key, values in raw["claims"].items():
         claims.append((_dotted(key, f"{path}.claims.{key}"), frozenset(values)))
@@ -796,8 +804,6 @@ def _parse_policy(raw: Mapping[str, Any], path: str) -> PolicyConfig:
         name: parse_any_of(raw[name], f"{path}.{name}")
         for name in ("scopes_required", "groups_required", "roles_required")
     }
-    if raw["public"] and (any(requirements.values()) or claims):
-        raise ConfigError(f"{path}.public", "a public policy cannot also require scopes, groups, roles or claims")
     return PolicyConfig(
         name=raw["name"],
         routes=raw["routes"],
@@ -907,20 +913,24 @@ def _dpop_mode(value: str | None) -> str | None:
     return "required" if value == "strict" else value
 
 
+def _check_rules(rules: tuple[Rule, ...], values: Mapping[str, Any], prefix: str = "") -> None:
+    """The rules Kong also enforces through the dumped schema (rules.py), same data, same fix."""
+    rule = first_violation(rules, values)
+    if rule is not None:
+        raise ConfigError(prefix + rule.field if rule.field else prefix.rstrip("."), rule.message)
+
+
 def _check_cross_fields(v: dict[str, Any]) -> None:
+    browser = "authorization_code" in v["auth_methods"] or "session" in v["auth_methods"]
     _check_issuer(v["issuer"], v["allow_insecure_issuer"])
     v["issuers"] = _parse_issuers(v)
+    _check_rules(CONFIG_RULES, v)
 
-    algs = v["signing_algs"]
-    if any(a in HMAC_ALGS for a in algs) and not v["hmac_secret"]:
-        raise ConfigError("signing_algs", "HS256/HS384/HS512 require hmac_secret")
-
-    if "cookie" in v["bearer_token_param_type"] and not v["bearer_token_cookie_name"]:
-        raise ConfigError("bearer_token_cookie_name", "required when bearer_token_param_type contains cookie")
-
+    # What no Kong entity check can say (rules.START_ONLY_RULES): checked at instance start.
     names, claims = v["upstream_headers_names"], v["upstream_headers_claims"]
     if len(names) != len(claims):
-        raise ConfigError("upstream_headers_names", "must have as many items as upstream_headers_claims")
+        raise ConfigError("upstream_headers_names", f"has {len(names)} items but upstream_headers_claims "
+                          f"has {len(claims)}: give one header name per claim, in the same order")
     seen: set[str] = set()
     for i, name in enumerate(names):
         _header_name(name, f"upstream_headers_names[{i}]")
@@ -935,23 +945,11 @@ def _check_cross_fields(v: dict[str, Any]) -> None:
         if scheme and not _TOKEN_RE.match(scheme):
             raise ConfigError("upstream_access_token_header", "scheme after ':' must be a token")
 
-    methods = v["auth_methods"]
-    browser = "authorization_code" in methods or "session" in methods
-    if "authorization_code" in methods:
-        for name in ("client_id", "client_secret", "redirect_uri"):
-            if not v[name]:
-                raise ConfigError(name, "required when auth_methods contains authorization_code")
-        if "openid" not in v["scopes"]:
-            raise ConfigError("scopes", "must contain openid when auth_methods contains authorization_code")
-    if browser and not v["session_secret"]:
-        raise ConfigError("session_secret", "required when auth_methods contains authorization_code or session")
     for name in ("redirect_uri", "logout_redirect_uri"):
         if v[name] is not None:
             check_absolute_url(v[name], name, allow_query=True)
     if not v["session_cookie_path"].startswith("/"):
         raise ConfigError("session_cookie_path", "must start with '/'")
-    if v["session_cookie_samesite"] == "None" and not v["session_cookie_secure"]:
-        raise ConfigError("session_cookie_samesite", "None requires session_cookie_secure (browsers refuse it otherwise)")
     for name in ("session_cookie_name", "authorization_cookie_name", "bearer_token_cookie_name"):
         if v[name] is not None and not _TOKEN_RE.match(v[name]):
             raise ConfigError(name, "is not a valid cookie name (RFC 6265 token)")
@@ -976,7 +974,7 @@ def _check_cross_fields(v: dict[str, Any]) -> None:
             raise ConfigError("backchannel_logout_uri_suffix", "must start with '/'")
         if v["backchannel_logout_uri_suffix"] == v["logout_uri_suffix"]:
             raise ConfigError("backchannel_logout_uri_suffix", "must differ from logout_uri_suffix")
-    if "introspection" in methods:
+    if "introspection" in v["auth_methods"]:
         _check_introspection(v)
     v["proof_of_possession_dpop"] = _dpop_mode(v["proof_of_possession_dpop"])
     _acr_list(v["acr_required"], "acr_required")
@@ -987,7 +985,8 @@ def _check_cross_fields(v: dict[str, Any]) -> None:
     policy_names: set[str] = set()
     for i, policy in enumerate(v["policies"]):
         if policy.name in policy_names:
-            raise ConfigError(f"policies[{i}].name", f"duplicate policy name {policy.name!r}")
+            raise ConfigError(f"policies[{i}].name", f"duplicate policy name {policy.name!r}: "
+                              "give every policy of an instance its own name (it is what the logs show)")
         policy_names.add(policy.name)
 
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from kong_oidc_py.config import OPTIONS, options_markdown
+from kong_oidc_py.rules import CONFIG_RULES, POLICY_RULES, START_ONLY_RULES
 
 REGENERATE = "make docs"
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -55,17 +56,36 @@ _RULES = """\
   * end at a segment boundary unless they end in `/`, so `/admin` matches `/admin` and
     `/admin/x` but not `/administrators`;
   * are regexes, anchored at the start, when they begin with `~`.
-* **Config checks.** `parse_config` checks the whole config when an instance starts, including
-  cross-field rules:
-  * HS* algorithms need `hmac_secret`;
-  * `authorization_code` needs `client_id`, `client_secret`, `redirect_uri` and `openid` in
-    `scopes`;
-  * `SameSite=None` needs `Secure`;
-  * `upstream_headers_names` must not include hop-by-hop headers or `Host`.
-
-  A bad config makes the instance fail to start. Kong then answers 500 on that route, and the
-  error names the field, never a secret value.
+* **Audience.** An instance that accepts bearer tokens (`auth_methods` contains `bearer`, the
+  default) must list the audiences it accepts in `audience_required`: without it any token the
+  issuer signed, for any client or API, would be accepted (RFC 9068 4). To accept every
+  audience anyway, set `allow_any_audience: true`; the instance then logs a warning.
+  `allow_any_audience: false` with an empty `audience_required` is refused too. A browser-only
+  instance (no `bearer`) needs neither: its ID tokens are checked against `client_id`.
+* **Config checks, before traffic.** Rules across several options are part of the schema the
+  plugin server dumps, as Kong `entity_checks` (`kong_oidc_py/rules.py`), so Kong itself refuses
+  a bad `kong.yml` when it loads it (`kong config parse kong.yml`, a DB-less start, the Admin API,
+  deck), naming the field and the fix. Offline, with the Kong host emulator:
+  `python -m tests.kong_host --config kong.yml --check`.
 """
+
+_START = """  Instance start (`parse_config`) checks the same rules again, plus what a Kong schema cannot
+  express:
+"""
+
+_BROKEN = """
+  An instance whose config fails at start does not half-work: it logs one line at error level
+  through Kong's log (`oidc: invalid configuration, every request on this plugin instance is
+  refused with 500 until it is fixed: <field>: <what to do>`), once per plugin-server process,
+  and answers every request with 500 and Kong's generic body, without the guard marker.
+  Messages name the field, never a secret value.
+* **Weaker options are said out loud.** `allow_any_audience`, `allow_insecure_issuer`,
+  `ssl_verify: false`, query-string tokens, `reject_id_tokens: false`, `require_exp: false` and
+  `session_cookie_secure: false` (off loopback) each log a warning once, at the first request
+  (`kong.log.warn`: the plugin server's own output reaches Kong's log only at `info`, which
+  Kong's default `log_level` hides).
+"""
+
 
 _KO = """\
 ## Kong Enterprise `openid-connect` users
@@ -75,6 +95,8 @@ differences:
 
 * `client_id` and `client_secret` are strings, not arrays.
 * `consumer_by` has no `custom_id`, because the PDK cannot look consumers up by it.
+* `audience_required` is required for `bearer` (or `allow_any_audience: true`), and
+  `reject_id_tokens` is on by default.
 """
 
 
@@ -97,6 +119,11 @@ def _wrap(text: str, indent: str = "  ", width: int = 95) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _sub(text: str) -> str:
+    """A second-level bullet (the rule lists come from rules.py)."""
+    return "  " + _wrap("* " + text, indent="    ", width=93)
+
+
 def configuration_markdown() -> str:
     """The whole docs/configuration.md page."""
     secrets = [o.name for o in OPTIONS if o.secret]
@@ -107,6 +134,11 @@ def configuration_markdown() -> str:
         + options_markdown()
         + "\n<!-- options:end -->\n\n"
         + _RULES
+        + "".join(_sub(f"`{r.field}`: {r.message}.") for r in CONFIG_RULES)
+        + "".join(_sub(f"`policies[]{'.' + r.field if r.field else ''}`: {r.message}.") for r in POLICY_RULES)
+        + "\n" + _START
+        + "".join(_sub(f"`{field}`: {what}.") for field, what in START_ONLY_RULES)
+        + _BROKEN
         + _wrap(f"* **Secrets.** {_names(secrets)} are marked `encrypted` and `referenceable` in the schema.")
         + "\n"
         + _KO

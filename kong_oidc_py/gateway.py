@@ -31,6 +31,7 @@ from cachetools import LRUCache
 
 from kong_oidc_py.claims import build_upstream_headers, claim_values, sanitize_header_value
 from kong_oidc_py.config import PluginConfig, parse_config
+from kong_oidc_py.rules import config_warnings
 from kong_oidc_py.errors import AuthError, InvalidRequest, InvalidToken, MissingToken, render_error
 from kong_oidc_py.headers import KONG_CONSUMER_HEADERS, KONG_IDENTITY_HEADERS, header_key, spellings, spoofed_spellings
 from kong_oidc_py.paths import PATH_DESCRIPTIONS, judge_path
@@ -102,24 +103,6 @@ def consumer_headers(consumer: Mapping[str, Any], credential: Mapping[str, Any] 
 _VERIFY_STAGES = {"size": "token", "header": "header", "key": "key", "signature": "signature"}
 
 
-def start_warnings(config: PluginConfig) -> list[str]:
-    """Settings weaker than the safe default, logged once when an instance starts (and listed
-    by `kong-oidc-py check` without starting anything)."""
-    out = []
-    if not config.audience_required:
-        # RFC 9068 4: a resource server must check that it is the token's audience. Allowed
-        # (Kong Enterprise allows it too), but every token of this issuer is then good here.
-        out.append(f"audience_required is empty for issuer {config.issuer}: any audience is accepted")
-    for option, effect in (
-        ("allow_ambiguous_paths", "paths with %2F, %5C, ';' or '\\' are proxied (policies apply to every reading)"),
-        ("keep_kong_identity_headers", "client-sent Kong identity headers (X-Consumer-*, ...) reach the upstream"),
-        ("allow_truncated_headers", "requests with 1000+ headers are proxied"),
-    ):
-        if getattr(config, option):
-            out.append(f"{option} is on for issuer {config.issuer}: {effect}")
-    return out
-
-
 def first(headers: Mapping[str, list[str]], name: str) -> str | None:
     values = headers.get(name)
     if isinstance(values, list):
@@ -153,8 +136,10 @@ class Gateway:
             self.browser = BrowserFlow(config, self.provider, self.verifier)
         self.owned_headers = self._owned_headers(config)
         self._owned_spellings = tuple(sorted({s for key in self.owned_headers for s in spellings(key)}))
-        for warning in start_warnings(config):
-            log.warning("oidc: %s", warning)
+        # Weaker-than-default choices, said once per instance config (edge/kong_log.py replays
+        # these WARNING records through kong.log.warn, at a level Kong shows by default).
+        for option, effect in config_warnings(config):
+            log.warning("oidc: weaker than the default: %s (issuer %s): %s", option, config.issuer, effect)
         self.provider.warm_start()
 
     def _owned_headers(self, config: PluginConfig) -> frozenset[str]:
@@ -466,14 +451,14 @@ _GATEWAYS_LOCK = threading.Lock()
 _VOLATILE_KEYS = ("__seq__", "__key__")
 
 
-def _fingerprint(raw: Mapping[str, Any]) -> str:
+def config_fingerprint(raw: Mapping[str, Any]) -> str:
     stable = {k: v for k, v in raw.items() if k not in _VOLATILE_KEYS}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def gateway_for(raw: Mapping[str, Any]) -> Gateway:
     """Parse and build once per distinct config; raises ConfigError naming the field."""
-    key = _fingerprint(raw)
+    key = config_fingerprint(raw)
     with _GATEWAYS_LOCK:
         gateway = _GATEWAYS.get(key)
         if gateway is not None:

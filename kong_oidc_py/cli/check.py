@@ -2,7 +2,7 @@
 
 1. Each instance's config goes through `parse_config`, the same validation an instance start
    runs (every single-field and cross-field rule lives there, with the field and the fix), and
-   `start_warnings`, the warnings a start would log. Nothing is re-implemented here.
+   `rules.config_warnings`, the warnings a start logs. Nothing is re-implemented here.
 2. Lints on the file as a whole, which no single instance can see: routes where `oidc` runs
    without the fail-closed `acl` guard (README "The acl guard"), policies naming routes that do
    not exist or that the instance never runs on, a consumer holding the guard group, plain
@@ -14,21 +14,28 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from kong_oidc_py import PLUGIN_NAME
 from kong_oidc_py.cli.findings import Report, captured_logs
 from kong_oidc_py.cli.kongfile import KongFile, Plugin, Route
-from kong_oidc_py.config import PluginConfig, parse_config
+from kong_oidc_py.config import OPTIONS_BY_NAME, UNSET, PluginConfig, parse_config
 from kong_oidc_py.errors import ConfigError
-from kong_oidc_py.gateway import start_warnings
+from kong_oidc_py.rules import config_warnings
 from kong_oidc_py.idp.fetch import is_loopback_host
 
 DEFAULT_GUARD = "oidc:verified"
 # kong/db/schema/typedefs.lua protocols_http: a plugin without `protocols` runs on all of these.
 PLUGIN_DEFAULT_PROTOCOLS = ("grpc", "grpcs", "http", "https")
 BROWSER_METHODS = ("authorization_code", "session")
+# rules.config_warnings options whose finding keeps the name the lint list uses.
+WEAK_SETTING_CODES = {
+    "allow_insecure_issuer": "http_issuer",
+    "bearer_token_param_type": "query_token",
+    "session_cookie_secure": "insecure_session_cookie",
+}
 
 
 @dataclass
@@ -59,8 +66,12 @@ def validate_instances(kf: KongFile, report: Report) -> list[Instance]:
         for level, message in logs.messages:
             report.add("warning", "start_warning", plugin.label, message, location=plugin.location)
         if config is not None:
-            for message in start_warnings(config):
-                report.add("warning", "start_warning", plugin.label, message, location=plugin.location)
+            for option, message in config_warnings(config):
+                default = OPTIONS_BY_NAME[option].default
+                shown = "unset" if default is UNSET or default is None else json.dumps(default, default=list)
+                report.add("warning", WEAK_SETTING_CODES.get(option, "weaker_than_default"), plugin.label, message,
+                           location=plugin.location, field=option,
+                           fix=f"keep the default ({shown}) unless this is intended; the instance logs this at every start")
         instances.append(Instance(plugin, config))
         report.instances.append({
             "where": plugin.label,
@@ -146,32 +157,15 @@ def lint_instances(kf: KongFile, instances: list[Instance], report: Report) -> N
             continue
         plugin = inst.plugin
         _lint_policy_routes(kf, inst, report)
-        if urlsplit(cfg.issuer).scheme == "http":
-            host = urlsplit(cfg.issuer).hostname
-            if is_loopback_host(host):
-                message = "plain http issuer on a loopback host: for local development only"
-            else:
-                message = ("plain http issuer (allow_insecure_issuer): metadata and signing keys travel unauthenticated, "
-                           "so anyone on the network path can substitute the keys")
-            report.add("warning", "http_issuer", plugin.label, message, location=plugin.location, field="issuer",
-                       fix="use the IdP's https issuer URL and drop allow_insecure_issuer")
-        if "query" in cfg.bearer_token_param_type:
-            report.add("warning", "query_token", plugin.label,
-                       "accepts tokens in the access_token query parameter: URLs end up in access logs, proxies "
-                       "and browser history (RFC 6750 2.3, RFC 9700 2.4.2)", location=plugin.location,
-                       field="bearer_token_param_type", fix="send tokens in the Authorization header; remove query")
+        if urlsplit(cfg.issuer).scheme == "http" and is_loopback_host(urlsplit(cfg.issuer).hostname):
+            # Allowed without allow_insecure_issuer (off loopback that option is a warning above).
+            report.add("info", "http_issuer", plugin.label, "plain http issuer on a loopback host: for local "
+                       "development only", location=plugin.location, field="issuer",
+                       fix="use the IdP's https issuer URL in production")
         browser = any(m in cfg.auth_methods for m in BROWSER_METHODS)
         if browser and cfg.session_secret:
             digest = hashlib.sha256(cfg.session_secret.encode()).hexdigest()
             secrets.setdefault(digest, []).append(inst)
-        if browser and not cfg.session_cookie_secure and cfg.redirect_uri is not None:
-            host = urlsplit(cfg.redirect_uri).hostname
-            if not is_loopback_host(host):
-                report.add("error", "insecure_session_cookie", plugin.label,
-                           f"browser login on {host} with session_cookie_secure false: the session cookie is also "
-                           "sent over plain http, where anyone on the path can take over the session",
-                           location=plugin.location, field="session_cookie_secure",
-                           fix="set session_cookie_secure: true and serve the application over https")
     for group in secrets.values():
         if len(group) < 2:
             continue

@@ -13,19 +13,29 @@ order that fails closed (docs/DESIGN.md "Handler PDK order"):
 * no exception escapes `access`: kong-pdk 0.36's listener would leave the event unanswered
   (and, before the first PDK call, deadlock every later event); ours (edge/listener.py) would
   answer a 500, but the handler does not rely on it.
+
+A config that fails `parse_config` (a rule Kong's schema cannot express, rules.START_ONLY_RULES)
+does not fail StartInstance: Kong would log the error and answer a bare 500 on every request,
+starting the instance again each time (ps/plugin.lua l.282-287 in 3.9.3). The instance starts
+*broken* instead: the error is logged once per process and config at ERROR (replayed through
+`kong.log.err` by edge/kong_log.py), and every request gets a 500 with Kong's generic body,
+without re-parsing and without the guard marker, so `acl` denies too.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from kong_oidc_py import metrics
 from kong_oidc_py.edge import kong_log
-from kong_oidc_py.gateway import Gateway, Outcome, gateway_for
+from kong_oidc_py.errors import ConfigError
+from kong_oidc_py.gateway import Gateway, Outcome, config_fingerprint, gateway_for
 
 log = logging.getLogger("kong_oidc_py")
 
@@ -36,6 +46,38 @@ MAX_HEADERS = 1000
 
 INTERNAL_ERROR_BODY = {"message": "An unexpected error occurred"}
 _ERROR_LOG = {"decision": "error", "reason": "internal_error"}
+_CONFIG_ERROR_LOG = {"decision": "error", "reason": "config_error"}
+
+
+class _Once:
+    """Keys seen by this process (bounded), so a broken config is reported once, not once per
+    worker instance or per request."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._seen: dict[str, None] = {}
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def first(self, key: str) -> bool:
+        with self._lock:
+            if key in self._seen:
+                return False
+            if len(self._seen) >= self._limit:
+                self._seen.pop(next(iter(self._seen)))
+            self._seen[key] = None
+            return True
+
+
+_REPORTED = _Once()
+
+
+@dataclass(frozen=True)
+class BrokenConfig:
+    """Why an instance cannot run: the line for Kong's error log (never a secret value:
+    ConfigError messages name fields, not values)."""
+
+    key: str
+    message: str
 
 
 def _stack() -> str:
@@ -159,14 +201,31 @@ def apply_outcome(kong: Any, outcome: Outcome) -> None:
 class Plugin:
     """kong-pdk instantiates this once per plugin instance (StartInstance) with Kong's config.
 
-    A bad config raises ConfigError here, so StartInstance fails naming the field and Kong
-    answers 500 for the route: fail closed.
+    A bad config does not raise: the instance starts broken (module docstring) and refuses
+    every request with 500, having said why once: fail closed, loudly, once.
     """
+
+    broken: BrokenConfig | None = None
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self._raw = dict(config)
-        self.gateway: Gateway = gateway_for(self._raw)
         self._instance, self._route = metrics.instance_labels(self._raw)
+        try:
+            self.gateway: Gateway = gateway_for(self._raw)
+        except ConfigError as err:
+            self._start_broken(f"oidc: invalid configuration, every request on this plugin instance is "
+                               f"refused with 500 until it is fixed: {err}", "")
+        except Exception:  # noqa: BLE001 - a bug while building must fail closed too, not retry per request
+            self._start_broken("oidc: the plugin instance could not start; every request is refused "
+                               "with 500", f":\n{_stack()}")
+
+    def _start_broken(self, message: str, detail: str) -> None:
+        # One ERROR record per process and config: edge/kong_log.py replays it through
+        # kong.log.err on the next access event, where Kong shows it by default.
+        self.gateway = None  # type: ignore[assignment]
+        self.broken = BrokenConfig(config_fingerprint(self._raw), message)
+        if _REPORTED.first(self.broken.key):
+            log.error("%s%s", message, detail)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # kong-pdk's -m mode pickles the bound handler per event; rebuild from the raw config
@@ -175,6 +234,11 @@ class Plugin:
 
     def access(self, kong: Any) -> None:
         started = time.perf_counter()
+        if self.broken is not None:
+            # No re-parse, no request read: [kong.log.err replay] -> set_serialize_value -> exit(500).
+            _fail(kong, "config_error")
+            self._count(None, _CONFIG_ERROR_LOG, started)
+            return
         try:
             request = PdkRequest(kong)
         except Exception:  # noqa: BLE001 - nothing has been said to Kong yet; a plain return lets the guard deny

@@ -5,6 +5,12 @@ Only attributes every Kong from 3.4 to 3.9 accepts in a plugin schema are emitte
 description, plus encrypted/referenceable on secrets (in the 3.4 metaschema too), so secrets can
 be vault references and are encrypted at rest when a keyring is configured. `match` is never
 used: Kong evaluates it as a Lua pattern, not a regex, and config.py validates shapes instead.
+
+Rules across options (rules.py) travel as `entity_checks`: on the `policies[]` record, and at
+the top of the plugin schema, where Kong's bundled plugins put theirs (fields named
+"config.<option>"). kong-pdk 0.36 builds that top level itself and has no place for them
+(kong_pdk/server.py `get_plugin_info`), so `server.py` adds `ENTITY_CHECKS` to its `--dump`
+output (`with_entity_checks`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from kong_oidc_py.config import OPTIONS, UNSET, Option
+from kong_oidc_py.rules import kong_entity_checks
 
 
 def _json_value(value: Any) -> Any:
@@ -43,6 +50,8 @@ def field_schema(opt: Option) -> dict[str, Any]:
         out["values"] = field_schema(opt.values)
     if opt.fields is not None:
         out["fields"] = [{f.name: field_schema(f)} for f in opt.fields]
+    if opt.entity_checks:
+        out["entity_checks"] = [dict(c) for c in opt.entity_checks]
     if opt.secret:
         out["encrypted"] = True
         if opt.type == "array" and "elements" in out:
@@ -61,3 +70,16 @@ def build_schema() -> list[dict[str, dict[str, Any]]]:
 
 
 SCHEMA: list[dict[str, dict[str, Any]]] = build_schema()
+ENTITY_CHECKS: list[dict[str, Any]] = kong_entity_checks()
+
+
+def with_entity_checks(dump: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """kong-pdk's `--dump` (a list of plugin infos) with our top-level entity checks added to
+    each plugin's Schema (kong/db/schema/metaschema.lua `MetaSubSchema` accepts
+    `entity_checks` beside `name` and `fields`: l.998-1036 in 3.9.3, l.817-851 in 3.4.2)."""
+    out = []
+    for info in dump:
+        info = dict(info)
+        info["Schema"] = {**info["Schema"], "entity_checks": ENTITY_CHECKS}
+        out.append(info)
+    return out

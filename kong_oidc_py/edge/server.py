@@ -137,7 +137,30 @@ def main(argv: list[str] | None = None) -> None:
             "server-wide lock until each handler's first PDK call",
             "-m" if multiprocess else "--kong-pdk-listener")
 
+    if dumping:
+        _dump(lambda: cli.start_dedicated_server(PLUGIN_NAME, Plugin, __version__, PRIORITY, SCHEMA))
+        return
     cli.start_dedicated_server(PLUGIN_NAME, Plugin, __version__, PRIORITY, SCHEMA)
+
+
+def _dump(run_kong_pdk_dump) -> None:
+    """Let kong-pdk write its plugin info, then add the schema's entity checks (edge/schema.py):
+    the phases and envelope stay kong-pdk's own, only the rules are ours."""
+    import contextlib
+    import io
+    import json
+
+    from kong_oidc_py.edge.schema import with_entity_checks
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        try:
+            run_kong_pdk_dump()
+        except SystemExit as done:  # kong-pdk exits after printing the dump
+            if done.code not in (None, 0):
+                raise
+    sys.stdout.write(json.dumps(with_entity_checks(json.loads(buffer.getvalue()))))
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.kong_host import Emulator
-from tests.support.idp import ALICE, LOGIN_CANCEL, LOGIN_PASSWORD, LOGIN_SUBMIT, LOGIN_USERNAME, LOGOUT_CONFIRM, OidcProvider
+from tests.support.idp import DEFAULT_RESOURCE, ALICE, LOGIN_CANCEL, LOGIN_PASSWORD, LOGIN_SUBMIT, LOGIN_USERNAME, LOGOUT_CONFIRM, OidcProvider
 from tests.support.stack import kong_config, oidc, oidc_spec, route
 from tests.upstream.echo import EchoUpstream
 
@@ -58,6 +58,7 @@ def app_plugin(issuer: str, base: str, prefix: str, **extra: Any) -> dict:
         "session_cookie_secure": False,
         "logout_uri_suffix": "/logout",
         "logout_redirect_uri": f"{base}/logged-out",
+        "audience_required": [DEFAULT_RESOURCE],  # bearer calls carry the IdP's API tokens
         **IDENTITY,
     }
     conf.update(extra)

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 KEY = rsa_key()
 IDENTITY = {"upstream_headers_claims": ["sub"], "upstream_headers_names": ["X-User-Id"]}
+AUDIENCE = {"audience_required": ["api"]}  # the fake IdP's tokens (tests/support/keys.py claims)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def echo():
 
 
 def config(idp, echo):
-    plugin = oidc(idp.issuer, **IDENTITY)
+    plugin = oidc(idp.issuer, **AUDIENCE, **IDENTITY)
     return kong_config(echo.port, routes=[
         route("guarded", "/guarded", plugin),
         route("unguarded", "/unguarded", plugin, guarded=False),

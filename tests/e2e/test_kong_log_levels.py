@@ -9,9 +9,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_start_warning_is_replayed_through_kong_log_warn_on_the_next_request(oidc_provider, tmp_path):
-    # Without an audience the plugin warns at instance start: any audience is accepted.
+    # Opting out of the audience check is allowed but warned about at instance start.
     with EchoUpstream() as echo:
-        cfg = kong_config(echo.port, routes=[route("api", "/api", oidc(oidc_provider.issuer))])
+        cfg = kong_config(echo.port, routes=[route("api", "/api", oidc(oidc_provider.issuer, allow_any_audience=True))])
         with start_stack(cfg, str(tmp_path)) as (emu, client):
             client.get("/api/x")
             client.get("/api/x")

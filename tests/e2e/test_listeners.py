@@ -85,8 +85,8 @@ def test_a_hanging_idp_behind_one_route_does_not_hold_up_another(echo, tmp_path,
     with FakeIdP() as slow_idp, FakeIdP(path_prefix="/realms/fast") as fast_idp:
         slow_idp.set_keys(KEY)
         fast_idp.set_keys(KEY)
-        cfg = kong_config(echo.port, routes=[route("slow", "/slow", oidc(slow_idp.issuer, timeout=3000)),
-                                             route("fast", "/fast", oidc(fast_idp.issuer))])
+        cfg = kong_config(echo.port, routes=[route("slow", "/slow", oidc(slow_idp.issuer, timeout=3000, audience_required=["api"])),
+                                             route("fast", "/fast", oidc(fast_idp.issuer, audience_required=["api"]))])
         fast_token = KEY.sign(claims(fast_idp.issuer))
         with start_stack(cfg, str(tmp_path)) as (emu, client):
             assert client.get("/fast/x", headers={"Authorization": f"Bearer {fast_token}"}).status_code == 200

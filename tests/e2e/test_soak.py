@@ -165,7 +165,7 @@ def test_threads_and_memory_stay_flat_over_100k_mixed_requests(tmp_path, pool, t
             ({"authorization": [f"Bearer {valid}"], "x-foo": ["caf\u00e9"]}, "allow"),
         ]
         cfg = kong_config(echo.port, routes=[route("api", "/api", oidc(
-            idp.issuer, scopes_required=["read"],
+            idp.issuer, scopes_required=["read"], audience_required=["api"],
             upstream_headers_claims=["sub"], upstream_headers_names=["X-User-Id"]))])
         with start_stack(cfg, str(tmp_path)) as (emu, client):
             assert client.get("/api/x", headers={"Authorization": f"Bearer {valid}"}).status_code == 200

@@ -2,7 +2,9 @@
 
 `make run CONFIG=my-kong.yml PORT=8000` is the documented way in. A busy port is one line naming
 it; a prefix this command made for itself (no --prefix) is removed when it stops.
-"""
+
+`--check` validates the file and exits, like `kong config parse kong.yml`: 0 and "parse
+successful", or 1 and Kong's error tree (kong/cmd/config.lua l.95-134 in 3.9.3, `parse`)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
                          "the token {prefix} is replaced by the prefix. Default: this project's `oidc` plugin "
                          "server (the kong-oidc-py console script beside this Python), as the Dockerfile registers it")
     ap.add_argument("--read-timeout", type=float, default=60.0, help="RPC read timeout in seconds (Kong ~60)")
+    ap.add_argument("--check", action="store_true",
+                    help="only load and validate --config against the plugin schemas (like `kong config parse`), then exit")
     ap.add_argument("--upstream-override", action="append", default=[], metavar="HOST[:PORT]=127.0.0.1:PORT",
                     help="send traffic for a service host to a loopback address")
     args = ap.parse_args(argv)
@@ -64,6 +68,14 @@ def _run(args: argparse.Namespace, prefix: str) -> int:
     except (PluginServerError, RuntimeError) as e:
         print(e, file=sys.stderr)
         return 2
+    if args.check:
+        try:
+            Emulator(prefix=prefix, log_level=args.log_level, echo_log=True).check(args.config, specs)
+        except (DeclarativeError, PluginServerError) as e:
+            print(f"Error: {e}", file=sys.stderr)
+            return 1
+        print("parse successful")
+        return 0
     overrides = dict(o.split("=", 1) for o in args.upstream_override)
     emu = Emulator(workers=args.workers, prefix=prefix, log_path=args.log_file, read_timeout=args.read_timeout,
                    log_level=args.log_level, echo_log=True, upstream_override=overrides)

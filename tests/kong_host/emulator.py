@@ -172,6 +172,15 @@ class Emulator:
         self.base_url = f"http://[{h}]:{p}" if ":" in h else f"http://{h}:{p}"
         return self.base_url
 
+    def check(self, config: Any, plugin_servers: Iterable[PluginServerSpec] | dict | None = None) -> KongConfig:
+        """Load-only, like `kong config parse kong.yml`: query each plugin server for its schema
+        (the query command, as Kong does at start) and validate the declarative config, without
+        starting any server or serving traffic. Raises DeclarativeError / PluginServerError."""
+        for spec in _specs(plugin_servers):
+            info = query(spec)
+            self.infos.setdefault(info.name, info)
+        return self._load(config)
+
     def _load(self, config: Any) -> KongConfig:
         schemas = {name: info.schema for name, info in self.infos.items()}
         schemas["acl"] = acl.SCHEMA

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .entity_checks import SchemaError, check_plugin_schema as check_schema_entity_checks
+
 
 class PluginServerError(Exception):
     pass
@@ -84,11 +86,17 @@ def parse_info(spec: PluginServerSpec, dump: Any) -> PluginInfo:
         raise PluginServerError(f'Plugin "{name}" cannot be loaded because its PRIORITY field is not a valid integer number, got: "{prio}"')
     if not isinstance(version, str) or not _VERSION_RE.match(version):
         raise PluginServerError(f'Plugin "{name}" cannot be loaded because its VERSION field does not follow the "x.y.z" format, got: "{version}"')
+    schema = p.get("Schema") or {"name": name, "fields": [{"config": {"type": "record", "fields": []}}]}
+    try:
+        check_schema_entity_checks(schema)
+    except SchemaError as e:
+        # kong/db/schema/plugin_loader.lua l.31-34: a schema Kong cannot use stops Kong
+        raise PluginServerError(f'error loading plugin schemas: on plugin "{name}": {e}') from None
     return PluginInfo(
         name=name,
         priority=int(prio),
         version=version,
-        schema=p.get("Schema") or {"name": name, "fields": [{"config": {"type": "record", "fields": []}}]},
+        schema=schema,
         phases=list(p.get("Phases") or []),
         server=spec.name,
         protocol=protocol,

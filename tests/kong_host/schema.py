@@ -3,9 +3,9 @@
 Covers: records made required (kong/db/schema/entity.lua `make_records_required`), defaults filled
 (nested records too), "unknown field", "required field missing", non-empty strings unless
 len_min = 0, integer/number/boolean/string type checks, array/set/map/record recursion, the
-validators eq, ne, gt, between, one_of, not_one_of, len_eq, len_min, len_max, match (Python `re`
-instead of Lua patterns: close enough for the simple patterns a plugin uses), starts_with,
-contains, uuid, and the entity checks at_least_one_of / only_one_of used by the bundled acl.
+validators eq, ne, gt, between, one_of, not_one_of, len_eq, len_min, len_max, match, not_match,
+match_all, match_none, match_any (Lua patterns, lua_pattern.py), starts_with, contains, uuid, and
+every entity check a JSON schema can carry (entity_checks.py).
 Errors are a tree of dicts (field -> message or subtree; 1-based int keys for array entries) that
 `render_errors` prints as kong/db/declarative/init.lua `pretty_print_error` does.
 """
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 import uuid as _uuid
 from typing import Any
+
+from . import entity_checks
+from .lua_pattern import lua_match
 
 # kong/db/schema/init.lua `validation_errors`
 E = {
@@ -59,6 +61,8 @@ def _is_number(v: Any) -> bool:
 
 
 def _fmt_num(v: Any) -> str:
+    if isinstance(v, bool):  # Lua tostring(true)
+        return "true" if v else "false"
     if isinstance(v, float) and v == int(v):
         return str(int(v))
     return str(v)
@@ -127,31 +131,22 @@ def _run_validators(fdef: dict, v: Any) -> str | None:
     if t == "string":
         if "starts_with" in fdef and not v.startswith(fdef["starts_with"]):
             return E["STARTS_WITH"] % fdef["starts_with"]
-        if "match" in fdef and not re.search(_lua_pattern_to_re(fdef["match"]), v):
-            return E["MATCH"] % f"'{v}' should match pattern '{fdef['match']}'"
+        # init.lua l.256-306: Lua patterns (lua_pattern.py)
+        if "not_match" in fdef and lua_match(v, fdef["not_match"]):
+            return E["MATCH"] % v
+        for item in fdef.get("match_none") or []:
+            if lua_match(v, item["pattern"]):
+                return item.get("err") or E["MATCH"] % v
+        if "match" in fdef and not lua_match(v, fdef["match"]):
+            return E["MATCH"] % v
+        for item in fdef.get("match_all") or []:
+            if not lua_match(v, item["pattern"]):
+                return item.get("err") or E["MATCH"] % v
+        if "match_any" in fdef and not any(lua_match(v, p) for p in fdef["match_any"].get("patterns", [])):
+            return fdef["match_any"].get("err") or E["MATCH"] % v
     if t in ("array", "set") and "contains" in fdef and fdef["contains"] not in v:
         return E["CONTAINS"] % fdef["contains"]
     return None
-
-
-def _lua_pattern_to_re(p: str) -> str:
-    # enough for the usual anchors, character classes and %-escapes
-    out = []
-    i = 0
-    classes = {"a": "[A-Za-z]", "d": "[0-9]", "l": "[a-z]", "s": r"\s", "u": "[A-Z]", "w": "[A-Za-z0-9]", "x": "[0-9A-Fa-f]"}
-    while i < len(p):
-        c = p[i]
-        if c == "%" and i + 1 < len(p):
-            n = p[i + 1]
-            out.append(classes.get(n, re.escape(n)))
-            i += 2
-            continue
-        if c == "-":
-            out.append("*?")
-        else:
-            out.append(c)
-        i += 1
-    return "".join(out)
 
 
 def validate_field(fdef: dict, v: Any) -> tuple[Any, Any]:
@@ -258,35 +253,23 @@ def validate_record(rdef: dict, value: dict) -> tuple[dict, dict | None]:
         if fdef.get("type") == "string" and nv == "":
             continue  # empty strings are dropped on read (shared doc 3.3)
         out[name] = nv
-    for check in rdef.get("entity_checks", []) or []:
-        (cname, arg), = check.items()
-        if cname in ("at_least_one_of", "only_one_of"):
-            present = [f for f in arg if _nonempty(_lookup(out, f))]
-            quoted = ", ".join(f"'{f}'" for f in arg)
-            if cname == "at_least_one_of" and not present:
-                errs.setdefault("@entity", []).append(E["AT_LEAST_ONE_OF"] % quoted)
-            if cname == "only_one_of" and len(present) > 1:
-                errs.setdefault("@entity", []).append(E["ONLY_ONE_OF"] % quoted)
+    entity_checks.run(rdef, _view(rdef, out), errs, lambda fdef, v: validate_field(fdef, v)[1])
     if "@entity" in errs:
         errs["@entity"] = {i + 1: m for i, m in enumerate(errs["@entity"])}
     return out, (errs or None)
 
 
-def _lookup(d: dict, dotted: str) -> Any:
-    cur: Any = d
-    for part in dotted.split("."):
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(part)
-    return cur
-
-
-def _nonempty(v: Any) -> bool:
-    if v is None:
-        return False
-    if isinstance(v, (list, dict, str)) and len(v) == 0:
-        return False
-    return True
+def _view(rdef: dict, out: dict) -> dict:
+    """The record as entity checks see it after `process_auto_fields` (init.lua l.956): every
+    field present, absent optional ones as null (None), nested records likewise."""
+    view: dict = {}
+    for f in rdef.get("fields", []):
+        (name, fdef), = f.items()
+        value = out.get(name)
+        if fdef.get("type") == "record" and isinstance(value, dict):
+            value = _view(fdef, value)
+        view[name] = value
+    return view
 
 
 def plugin_config_schema(dumped_schema: dict) -> dict:

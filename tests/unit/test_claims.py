@@ -182,7 +182,7 @@ def test_oversized_list_keeps_only_whole_items():
 
 
 def config(claims: list[str], names: list[str]):
-    return parse_config({"issuer": "https://idp.example.com", "upstream_headers_claims": claims,
+    return parse_config({"issuer": "https://idp.example.com", "audience_required": ["api"], "upstream_headers_claims": claims,
                          "upstream_headers_names": names})
 
 

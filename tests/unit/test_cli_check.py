@@ -83,11 +83,16 @@ def test_shipped_kong_files_have_no_errors(name, capsys):
     assert data["instances"] and all(i["valid"] for i in data["instances"])
 
 
-@pytest.mark.parametrize("name", ["kong.yml", "deploy/kong/kong.yml"])
-def test_shipped_kong_files_only_warn_about_their_dev_http_issuer(name, capsys):
-    code = cli_main(["check", str(ROOT / name), "--offline", "--json", "--strict"])
+def test_demo_kong_yml_passes_strict_with_a_note_on_its_loopback_issuer(capsys):
+    code = cli_main(["check", str(ROOT / "kong.yml"), "--offline", "--json", "--strict"])
     data = json.loads(capsys.readouterr().out)
-    assert codes(data) == {"http_issuer"}
+    assert codes(data) == {"http_issuer"} and codes(data, "info") == {"http_issuer"} and code == 0
+
+
+def test_compose_kong_yml_warns_about_its_dev_only_insecure_issuer(capsys):
+    code = cli_main(["check", str(ROOT / "deploy/kong/kong.yml"), "--offline", "--json", "--strict"])
+    data = json.loads(capsys.readouterr().out)
+    assert codes(data) == {"http_issuer"} and {f["field"] for f in data["findings"]} == {"allow_insecure_issuer"}
     assert code == 2
 
 
@@ -137,10 +142,18 @@ def test_config_error_on_a_secret_never_prints_it(tmp_path, capsys):
 
 
 def test_start_warnings_are_reported_without_starting_anything(tmp_path, capsys):
+    cfg = oidc(allow_any_audience=True)
+    del cfg["config"]["audience_required"]
+    data = report(tmp_path, kong_file(route("a", cfg, GUARD_ACL)), capsys)
+    [finding] = [f for f in data["findings"] if f["field"] == "allow_any_audience"]
+    assert finding["code"] == "weaker_than_default" and finding["severity"] == "warning"
+
+
+def test_missing_audience_is_a_config_error(tmp_path, capsys):
     cfg = oidc()
     del cfg["config"]["audience_required"]
     data = report(tmp_path, kong_file(route("a", cfg, GUARD_ACL)), capsys)
-    assert "start_warning" in codes(data, "warning")
+    assert codes(data) == {"config_invalid"} and data["findings"][0]["field"] == "audience_required"
 
 
 def test_unreadable_yaml_is_an_error(tmp_path, capsys):
@@ -260,16 +273,16 @@ def test_policy_naming_a_route_by_id_is_found(tmp_path, capsys):
     assert report(tmp_path, doc, capsys)["findings"] == []
 
 
-def test_http_issuer_on_loopback_is_a_warning(tmp_path, capsys):
+def test_http_issuer_on_loopback_is_a_note(tmp_path, capsys):
     doc = kong_file(route("a", oidc(issuer="http://127.0.0.1:9100"), GUARD_ACL))
     data = report(tmp_path, doc, capsys)
-    assert codes(data) == {"http_issuer"} and "local development" in data["findings"][0]["message"]
+    assert codes(data, "info") == {"http_issuer"} and "local development" in data["findings"][0]["message"]
 
 
 def test_http_issuer_allowed_off_loopback_is_a_warning(tmp_path, capsys):
     doc = kong_file(route("a", oidc(issuer="http://idp.internal/realms/x", allow_insecure_issuer=True), GUARD_ACL))
     data = report(tmp_path, doc, capsys)
-    assert codes(data) == {"http_issuer"} and "substitute the keys" in data["findings"][0]["message"]
+    assert codes(data, "warning") == {"http_issuer"} and data["findings"][0]["field"] == "allow_insecure_issuer"
 
 
 def test_query_string_tokens_are_a_warning(tmp_path, capsys):
@@ -293,11 +306,12 @@ def test_different_session_secrets_are_fine(tmp_path, capsys):
     assert report(tmp_path, doc, capsys)["findings"] == []
 
 
-def test_browser_login_without_secure_cookies_off_loopback_is_an_error(tmp_path, capsys):
+def test_browser_login_without_secure_cookies_off_loopback_is_a_warning(tmp_path, capsys):
     doc = kong_file(route("a", browser(session_cookie_secure=False), GUARD_ACL))
     data = report(tmp_path, doc, capsys)
     [finding] = data["findings"]
     assert finding["code"] == "insecure_session_cookie" and finding["field"] == "session_cookie_secure"
+    assert finding["severity"] == "warning"
 
 
 def test_browser_login_without_secure_cookies_on_loopback_is_allowed(tmp_path, capsys):

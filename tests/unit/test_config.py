@@ -18,7 +18,7 @@ HMAC_SECRET = "h" * 48
 
 
 def raw(**overrides: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"issuer": ISSUER}
+    out: dict[str, Any] = {"issuer": ISSUER, "audience_required": ["api"]}
     out.update(overrides)
     return out
 
@@ -53,7 +53,7 @@ def config_error(data: dict[str, Any]) -> ConfigError:
 def test_minimal_config_takes_every_default():
     cfg = parse_config(raw())
     for opt in OPTIONS:
-        if opt.name == "issuer":
+        if opt.name in ("issuer", "audience_required"):
             continue
         expected = None if opt.default is config_mod.UNSET else opt.default
         assert getattr(cfg, opt.name) == expected, opt.name
@@ -228,7 +228,8 @@ def test_redirect_uris_must_be_absolute(name):
 
 
 def test_hmac_algorithms_require_hmac_secret():
-    assert config_error(raw(signing_algs=["RS256", "HS256"])).field == "signing_algs"
+    err = config_error(raw(signing_algs=["RS256", "HS256"]))
+    assert err.field == "hmac_secret" and "HS256" in err.message
 
 
 def test_hmac_algorithms_with_hmac_secret_are_accepted():
@@ -477,7 +478,7 @@ def test_http_issuer_loopback_rule_is_the_fetchers_rule():
     # Config and runtime must agree: a config that validates must be fetchable.
     from kong_oidc_py.errors import ConfigError as _ConfigError
 
-    parse_config({"issuer": "http://127.0.0.1:9100"})
-    parse_config({"issuer": "http://localhost:9100"})
+    parse_config(raw(issuer="http://127.0.0.1:9100"))
+    parse_config(raw(issuer="http://localhost:9100"))
     with pytest.raises(_ConfigError):
-        parse_config({"issuer": "http://idp.localhost:9100"})
+        parse_config(raw(issuer="http://idp.localhost:9100"))

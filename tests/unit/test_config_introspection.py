@@ -15,7 +15,7 @@ SECRET = "introspection-secret-do-not-echo"
 
 
 def intro(**overrides):
-    return {"issuer": ISSUER, "auth_methods": ["bearer", "introspection"], "client_id": "rs",
+    return {"issuer": ISSUER, "allow_any_audience": True, "auth_methods": ["bearer", "introspection"], "client_id": "rs",
             "client_secret": SECRET, **overrides}
 
 
@@ -91,4 +91,4 @@ def test_unknown_accept_is_refused():
 
 
 def test_options_are_not_checked_when_introspection_is_off():
-    assert parse_config({"issuer": ISSUER, "introspection_endpoint_auth_method": "private_key_jwt"})
+    assert parse_config({"issuer": ISSUER, "allow_any_audience": True, "introspection_endpoint_auth_method": "private_key_jwt"})

@@ -267,7 +267,7 @@ def static_provider(monkeypatch):
 
 
 def gw(**config) -> Gateway:
-    return Gateway(parse_config({"issuer": ISSUER, "proof_of_possession_dpop": "optional", **config}))
+    return Gateway(parse_config({"issuer": ISSUER, "allow_any_audience": True, "proof_of_possession_dpop": "optional", **config}))
 
 
 def bound_token(key=CLIENT, **extra) -> str:
@@ -368,7 +368,7 @@ def test_dpop_use_nonce_needs_a_shared_secret():
     from kong_oidc_py.errors import ConfigError
 
     with pytest.raises(ConfigError) as info:
-        parse_config({"issuer": ISSUER, "dpop_use_nonce": True})
+        parse_config({"issuer": ISSUER, "allow_any_audience": True, "dpop_use_nonce": True})
     assert info.value.field == "dpop_nonce_secret"
 
 

@@ -22,7 +22,8 @@ OTHER = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ5In0.b3RoZXI"
 
 
 def cfg(*places: str, cookie: str | None = None) -> PluginConfig:
-    raw: dict[str, Any] = {"issuer": "https://idp.example.com", "bearer_token_param_type": list(places or ["header"])}
+    raw: dict[str, Any] = {"issuer": "https://idp.example.com", "audience_required": ["api"],
+                           "bearer_token_param_type": list(places or ["header"])}
     if cookie:
         raw["bearer_token_cookie_name"] = cookie
     return parse_config(raw)

@@ -17,7 +17,7 @@ from kong_oidc_py.verification.extractor import bearer_removal, extract
 from tests.kong_host.pdk import headers_table
 
 PROPERTY = settings(max_examples=200, derandomize=True, database=None, deadline=None)
-CFG = parse_config({"issuer": "https://idp.example.com", "bearer_token_param_type": ["header", "cookie"],
+CFG = parse_config({"issuer": "https://idp.example.com", "allow_any_audience": True, "bearer_token_param_type": ["header", "cookie"],
                     "bearer_token_cookie_name": "at"})
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln"
 

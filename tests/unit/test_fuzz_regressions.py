@@ -19,7 +19,7 @@ def test_a_value_less_access_token_parameter_is_invalid_request_not_a_crash():
     # (ngx.req.get_uri_args); list(True) raised TypeError, which the handler turned into a 500.
     from fuzz import extract_token
 
-    cfg = parse_config({"issuer": "https://idp.example.com", "bearer_token_param_type": ["query"]})
+    cfg = parse_config({"issuer": "https://idp.example.com", "allow_any_audience": True, "bearer_token_param_type": ["query"]})
     query = parse_query("access_token")
     assert query == {"access_token": True}
     with pytest.raises(InvalidRequest) as info:

@@ -58,7 +58,7 @@ def static_provider(monkeypatch):
 
 
 def gw(**config) -> Gateway:
-    return Gateway(parse_config({"issuer": ISSUER, **config}))
+    return Gateway(parse_config({"issuer": ISSUER, "audience_required": ["api"], **config}))
 
 
 def token(**extra) -> str:

@@ -184,7 +184,7 @@ def test_real_gateway_with_monkeypatched_bug_answers_500_then_next_request_works
     from kong_oidc_py import gateway as gateway_mod
 
     monkeypatch.setattr(gateway_mod, "get_provider", lambda issuer, settings: _static_provider(issuer))
-    plugin = Plugin({"issuer": "http://127.0.0.1:1/realms/bug", "policies": [{"name": "pub", "paths": ["/pub"], "public": True}]})
+    plugin = Plugin({"issuer": "http://127.0.0.1:1/realms/bug", "audience_required": ["api"], "policies": [{"name": "pub", "paths": ["/pub"], "public": True}]})
     original = plugin.gateway._match_policy
     monkeypatch.setattr(plugin.gateway, "_match_policy", lambda req, readings: (_ for _ in ()).throw(IndexError("bug")))
     broken = FakeKong()
@@ -259,7 +259,7 @@ def test_plugin_reduces_to_its_raw_config_for_multiprocessing_mode(monkeypatch):
     from kong_oidc_py import gateway as gateway_mod
 
     monkeypatch.setattr(gateway_mod, "get_provider", lambda issuer, settings: _static_provider(issuer))
-    raw = {"issuer": "http://127.0.0.1:1/realms/pickle"}
+    raw = {"issuer": "http://127.0.0.1:1/realms/pickle", "audience_required": ["api"]}
     fn, args = Plugin(raw).__reduce__()
     assert fn is Plugin and args == (raw,)
 
@@ -278,3 +278,74 @@ def test_server_refuses_gevent_mode_with_a_clear_message(capsys):
         main(["--kong-prefix", "/tmp", "-g"])
     assert exit_info.value.code == 2
     assert "gevent" in capsys.readouterr().err
+
+
+# -- a config only instance start can refuse: one clear error, then fail closed -------------------
+
+def _broken_config(**extra) -> dict:
+    # Two claims, one header name: Kong's schema only checks that both lists are given
+    # (rules.START_ONLY_RULES), so this reaches StartInstance.
+    return {"issuer": "https://idp.example.com/broken", "audience_required": ["api"],
+            "upstream_headers_claims": ["sub", "email"], "upstream_headers_names": ["X-Sub"], **extra}
+
+
+@pytest.fixture
+def kong_log_bridge():
+    """A fresh edge/kong_log.py bridge, as the plugin server installs it."""
+    from kong_oidc_py.edge import kong_log
+
+    kong_log.uninstall()
+    yield kong_log.install()
+    kong_log.uninstall()
+
+
+def test_instance_with_invalid_config_starts_broken_instead_of_failing_start_instance():
+    plugin = Plugin(_broken_config(realm="start"))
+    assert plugin.broken is not None and plugin.gateway is None
+    assert "upstream_headers_names" in plugin.broken.message
+
+
+def test_broken_instance_logs_the_field_once_through_kong_log_err_then_refuses_with_500(kong_log_bridge):
+    plugin = Plugin(_broken_config(realm="once"))
+    first, second = FakeKong(), FakeKong()
+    plugin.access(first)
+    Plugin(_broken_config(realm="once")).access(second)  # another worker's instance, same config
+    assert first.names == ["kong.log.err", SERIALIZE, EXIT]
+    assert "upstream_headers_names" in first.calls[0][1][0] and "500" in first.calls[0][1][0]
+    assert second.names == [SERIALIZE, EXIT]
+    for kong in (first, second):
+        status, body, _headers = kong.calls[-1][1]
+        assert status == 500 and body == handler_mod.INTERNAL_ERROR_BODY
+        assert MARKER not in kong.names
+        assert kong.calls[-2][1][1]["reason"] == "config_error"
+
+
+def test_broken_instance_never_parses_or_reads_the_request_again(monkeypatch):
+    plugin = Plugin(_broken_config(realm="noparse"))
+    monkeypatch.setattr(handler_mod, "gateway_for", lambda raw: pytest.fail("re-parsed"))
+    kong = FakeKong()
+    plugin.access(kong)
+    assert "kong.request.get_headers" not in kong.names
+
+
+def test_broken_instance_message_never_carries_a_secret_value():
+    secret = "client-secret-that-must-stay-out-of-logs"
+    plugin = Plugin(_broken_config(realm="secret", client_secret=secret))
+    kong = FakeKong()
+    plugin.access(kong)
+    assert secret not in plugin.broken.message
+    assert all(secret not in repr(args) for _, args in kong.calls)
+
+
+def test_start_warnings_reach_kong_log_warn_once_on_the_first_request(monkeypatch, kong_log_bridge):
+    from kong_oidc_py import gateway as gateway_mod
+
+    monkeypatch.setattr(gateway_mod, "get_provider", lambda issuer, settings: _static_provider(issuer))
+    raw = {"issuer": "http://127.0.0.1:1/realms/warn", "allow_any_audience": True}
+    first, second = FakeKong(headers={}), FakeKong(headers={})
+    Plugin(raw).access(first)
+    Plugin(raw).access(second)
+    warned = [args[0] for name, args in first.calls if name == "kong.log.warn"]
+    assert len(warned) == 1 and "allow_any_audience" in warned[0]
+    assert first.names[0] == "kong.request.get_headers"
+    assert "kong.log.warn" not in second.names  # the Gateway (and its warning) is shared per config

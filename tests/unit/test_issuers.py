@@ -49,7 +49,7 @@ def factory(monkeypatch):
 
 
 def gw(**config) -> Gateway:
-    return Gateway(parse_config({"issuer": MAIN, **config}))
+    return Gateway(parse_config({"issuer": MAIN, "allow_any_audience": True, **config}))
 
 
 def token(issuer, key=None, **extra):
@@ -147,7 +147,7 @@ def test_tenant_not_on_the_allow_list_is_refused_without_fetching(factory):
 
 def refused(**config) -> ConfigError:
     with pytest.raises(ConfigError) as info:
-        parse_config({"issuer": MAIN, **config})
+        parse_config({"issuer": MAIN, "allow_any_audience": True, **config})
     return info.value
 
 
@@ -177,7 +177,7 @@ def test_http_issuer_off_loopback_is_refused():
 
 
 def test_templates_expand_to_one_issuer_per_tenant_inheriting_unset_settings():
-    cfg = parse_config({"issuer": MAIN, "issuers": [{"issuer": AZURE, "tenants": [TENANT_A, TENANT_B],
+    cfg = parse_config({"issuer": MAIN, "allow_any_audience": True, "issuers": [{"issuer": AZURE, "tenants": [TENANT_A, TENANT_B],
                                                         "scopes_claim": ["scp"]}]})
     assert [i.issuer for i in cfg.issuers] == [AZURE.replace("{tenant}", t) for t in (TENANT_A, TENANT_B)]
     assert cfg.issuers[0].scopes_claim == ("scp",) and cfg.issuers[0].audience_required is None

@@ -178,7 +178,7 @@ def test_our_plugin_answers_a_clean_400_invalid_request_to_a_non_utf8_bearer_tok
     with InProcessListener(real_plugin, name="oidc") as srv:
         conn = srv.connect()
         try:
-            config = '{"issuer":"http://127.0.0.1:1/realms/t"}'
+            config = '{"issuer":"http://127.0.0.1:1/realms/t","audience_required":["api"]}'
             (reply,) = run_event(conn, "oidc", config, {"authorization": ["Bearer \udcff\udcfe.abc"], "x-foo": ["caf\udce9"]})
             calls = [reply[3][b"Data"]]
             while calls[-1][b"Method"] != b"kong.response.exit":

@@ -15,11 +15,11 @@ ISSUER = "https://idp.example.com"
 
 
 def policies(*items: dict[str, Any], **plugin: Any) -> PolicySet:
-    return PolicySet.from_config(parse_config({"issuer": ISSUER, "policies": list(items), **plugin}))
+    return PolicySet.from_config(parse_config({"issuer": ISSUER, "allow_any_audience": True, "policies": list(items), **plugin}))
 
 
 def requirement(**plugin: Any) -> Requirement:
-    return PolicySet.from_config(parse_config({"issuer": ISSUER, **plugin})).match().requirement
+    return PolicySet.from_config(parse_config({"issuer": ISSUER, "allow_any_audience": True, **plugin})).match().requirement
 
 
 def denial(req: Requirement, claims: dict[str, Any]) -> InsufficientScope:

@@ -35,7 +35,7 @@ policies = st.lists(
 
 def policy_set(items: list[dict]) -> PolicySet:
     named = [{"name": f"p{i}", "scopes_required": ["s"], **item} for i, item in enumerate(items)]
-    return PolicySet.from_config(parse_config({"issuer": "https://idp.example.com", "policies": named}))
+    return PolicySet.from_config(parse_config({"issuer": "https://idp.example.com", "allow_any_audience": True, "policies": named}))
 
 
 @st.composite

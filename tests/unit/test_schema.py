@@ -12,10 +12,12 @@ from kong_oidc_py.errors import ConfigError
 from kong_oidc_py.edge.schema import SCHEMA
 
 # shared doc 5.3: portable attributes, plus encrypted/referenceable (in the 3.4 list too).
+# entity_checks on records: metaschema.lua field_schema (l.281 in 3.4.2, l.414 in 3.9.3).
 PORTABLE = {"type", "required", "default", "one_of", "between", "len_min", "len_max", "elements",
-            "keys", "values", "fields", "description", "encrypted", "referenceable"}
+            "keys", "values", "fields", "description", "encrypted", "referenceable", "entity_checks"}
 TYPES = {"string", "integer", "number", "boolean", "array", "set", "map", "record"}
 ISSUER = "https://idp.example.com/realms/demo"
+BASE = {"issuer": ISSUER, "audience_required": ["api"]}  # the smallest valid bearer config
 
 
 def walk(fields: list[dict[str, Any]], prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -146,17 +148,18 @@ def test_schema_declares_exactly_the_option_table():
 
 
 def test_explicit_schema_defaults_parse_like_omitted_fields():
-    explicit = {"issuer": ISSUER}
+    explicit = dict(BASE)
     for entry in SCHEMA:
         (name, spec), = entry.items()
-        if "default" in spec:
+        if "default" in spec and name not in BASE:
             explicit[name] = spec["default"]
-    assert parse_config(explicit) == parse_config({"issuer": ISSUER})
+    assert parse_config(explicit) == parse_config(BASE)
 
 
 @pytest.mark.parametrize("name", [o.name for o in OPTIONS if o.name != "issuer"])
 def test_parse_config_accepts_every_schema_field_unset(name):
-    parse_config({"issuer": ISSUER, name: None})
+    base = {"issuer": ISSUER, "allow_any_audience": True} if name == "audience_required" else BASE
+    parse_config({**base, name: None})
 
 
 def test_parse_config_rejects_a_field_the_schema_does_not_declare():
@@ -176,6 +179,6 @@ def test_policy_defaults_parse_like_omitted_fields():
         (name, s), = f.items()
         if "default" in s and name not in explicit:
             explicit[name] = s["default"]
-    assert parse_config({"issuer": ISSUER, "policies": [explicit]}) == parse_config(
-        {"issuer": ISSUER, "policies": [{"name": "p", "paths": ["/x"]}]}
+    assert parse_config({**BASE, "policies": [explicit]}) == parse_config(
+        {**BASE, "policies": [{"name": "p", "paths": ["/x"]}]}
     )

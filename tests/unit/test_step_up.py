@@ -81,7 +81,7 @@ def static_provider(monkeypatch):
 
 
 def gw(**config) -> Gateway:
-    return Gateway(parse_config({"issuer": ISSUER, **config}))
+    return Gateway(parse_config({"issuer": ISSUER, "allow_any_audience": True, **config}))
 
 
 def call(g, path="/api", **claim):
@@ -131,13 +131,13 @@ def test_policy_with_a_step_up_field_replaces_the_plugin_level_step_up():
 @pytest.mark.parametrize("value", ["two words", 'qu"ote', ""])
 def test_acr_values_must_be_single_words(value):
     with pytest.raises(ConfigError) as info:
-        parse_config({"issuer": ISSUER, "acr_required": [value]})
+        parse_config({"issuer": ISSUER, "allow_any_audience": True, "acr_required": [value]})
     assert info.value.field == "acr_required[0]" or info.value.field == "acr_required"
 
 
 def test_policy_acr_values_must_be_single_words():
     with pytest.raises(ConfigError) as info:
-        parse_config({"issuer": ISSUER, "policies": [{"name": "a", "paths": ["/a"], "acr_required": ["a b"]}]})
+        parse_config({"issuer": ISSUER, "allow_any_audience": True, "policies": [{"name": "a", "paths": ["/a"], "acr_required": ["a b"]}]})
     assert info.value.field == "policies[0].acr_required[0]"
 
 
