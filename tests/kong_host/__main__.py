@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 
 from .declarative import DeclarativeError
 from .emulator import Emulator
@@ -55,7 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args, prefix)
     finally:
+        _remove(prefix)
+
+
+def _remove(prefix: str, deadline: float = 5.0) -> None:
+    """Remove our temp prefix. A plugin server still exiting may write one last file (its log,
+    its socket) after a first pass, so try until the directory is gone."""
+    end = time.monotonic() + deadline
+    while os.path.exists(prefix):
         shutil.rmtree(prefix, ignore_errors=True)
+        if time.monotonic() > end:
+            break
+        time.sleep(0.1)
 
 
 def _run(args: argparse.Namespace, prefix: str) -> int:
