@@ -7,6 +7,7 @@ and a silently skipped Redis suite would hide regressions in the shared-session 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,6 +32,27 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_port() -> int:
+    """A Cluster node also listens on port + 10000 (its bus), so redis refuses ports above
+    55535: pick a port at most that high whose bus port is free too (the kernel's ephemeral
+    range often starts above it)."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randint(20000, 55535)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
 class RedisServer:
@@ -60,7 +82,7 @@ class RedisServer:
         self._dir = tempfile.mkdtemp(prefix="kong-oidc-redis-")
         last_error = ""
         for _ in range(3):  # a port picked as free can be taken before redis binds it
-            self.port = free_port()
+            self.port = free_cluster_port() if "--cluster-enabled" in self.extra_args else free_port()
             head: list[str] = [self.binary]
             if self.sentinel_of is not None:
                 # A Sentinel rewrites its config file: it needs its own writable one.
