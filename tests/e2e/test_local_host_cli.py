@@ -61,4 +61,5 @@ def test_local_host_leaves_no_files_after_it_stops(tmp_path):
     deadline = time.monotonic() + 5
     while any(tmp_path.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert list(tmp_path.iterdir()) == []
+    left = [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")]
+    assert left == [], (left, proc.returncode, proc.stdout.read()[-2000:])

@@ -89,6 +89,11 @@ def _run(args: argparse.Namespace, prefix: str) -> int:
         print("parse successful")
         return 0
     overrides = dict(o.split("=", 1) for o in args.upstream_override)
+    # Handlers first: a SIGTERM that lands while starting (or right after the "listening" line)
+    # must still stop the plugin server and remove the prefix, not kill us with the default action.
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
     emu = Emulator(workers=args.workers, prefix=prefix, log_path=args.log_file, read_timeout=args.read_timeout,
                    log_level=args.log_level, echo_log=True, upstream_override=overrides)
     try:
@@ -103,9 +108,6 @@ def _run(args: argparse.Namespace, prefix: str) -> int:
         emu.stop()
         return 1
     print(f"kong host emulator listening on {url} (prefix {prefix})", flush=True)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
     done.wait()
     emu.stop()
     return 0
