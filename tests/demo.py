@@ -144,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Error: {busy} (use {flag} to pick another)", file=sys.stderr)
             return 1
 
+    # Before anything starts: a SIGTERM during start-up must still reach the cleanup below
+    # (the default action would leave the IdP, the plugin server and the temp dir behind).
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with tempfile.TemporaryDirectory(prefix="kong-oidc-demo-") as prefix:
         try:
             idp = OidcProvider(port=args.idp_port).__enter__()
@@ -161,8 +165,6 @@ def main(argv: list[str] | None = None) -> int:
                         return 1 if check(idp.issuer, args.kong_port) else 0
                     print(instructions(idp.issuer, args.kong_port, args.upstream_port))
                     print(f"log file: {emu.log_path} (removed when the demo stops)", flush=True)
-                    stop = threading.Event()
-                    signal.signal(signal.SIGTERM, lambda *_: stop.set())
                     try:
                         stop.wait()
                     except KeyboardInterrupt:

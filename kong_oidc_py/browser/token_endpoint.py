@@ -19,7 +19,7 @@ import httpx
 
 from kong_oidc_py import metrics
 from kong_oidc_py.errors import ProviderError
-from kong_oidc_py.idp.fetch import fetch_outcome
+from kong_oidc_py.idp.fetch import classify_network_error, fetch_outcome
 
 MAX_TOKEN_RESPONSE_BYTES = 256 * 1024
 _NQSCHARS = re.compile(r'[\x20\x21\x23-\x5b\x5d-\x7e]*')
@@ -122,16 +122,18 @@ class TokenClient:
                 for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) > MAX_TOKEN_RESPONSE_BYTES:
-                        raise ProviderError("token_endpoint_failed", "token response too large")
+                        raise ProviderError("token_endpoint_failed", "token response too large", cause="too_large")
                 status = response.status_code
         except httpx.HTTPError as exc:
-            raise ProviderError("token_endpoint_failed", f"token endpoint unreachable: {type(exc).__name__}") from None
+            cause, text = classify_network_error(exc)
+            raise ProviderError("token_endpoint_failed", f"token endpoint failed: {text}", cause=cause) from None
         try:
             data: Any = json.loads(bytes(body))
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            raise ProviderError("token_endpoint_failed", f"token endpoint answered {status} without a JSON object")
+            raise ProviderError("token_endpoint_failed", f"token endpoint answered {status} without a JSON object",
+                                cause="bad_json")
         return status, data
 
 

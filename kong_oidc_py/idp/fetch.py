@@ -99,18 +99,8 @@ _CAUSE_OUTCOME = {"timeout": "timeout", "unreachable": "unreachable", "tls": "tl
 
 
 def fetch_outcome(exc: ProviderError) -> str:
-    """The metrics' `outcome` label of a failed fetch: from its cause, or (errors raised without
-    one) from the failure's log detail."""
-    outcome = _CAUSE_OUTCOME.get(getattr(exc, "cause", "error"))
-    if outcome is not None:
-        return outcome
-    detail = f"{exc.description} {exc.detail or ''}"
-    for marker, outcome in (("did not answer within", "timeout"), ("answered HTTP", "status"),
-                            ("more than", "too_large"), ("SSL", "tls"), ("unreachable", "unreachable"),
-                            ("JSON", "bad_json"), ("URL", "invalid"), ("refusing", "invalid")):
-        if marker in detail:
-            return outcome
-    return "error"
+    """The metrics' `outcome` label of a failed fetch, from its cause."""
+    return _CAUSE_OUTCOME.get(exc.cause, "error")
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

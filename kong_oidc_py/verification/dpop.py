@@ -417,15 +417,10 @@ def build_binding(config: Any) -> Binding:
     checker = None
     if modes - {"off"}:
         if config.dpop_replay_storage == "redis":
-            from kong_oidc_py.browser.session.store import RedisSettings, make_redis_client
+            # The session_redis_* options, TLS, ACL, Sentinel and Cluster included.
+            from kong_oidc_py.shared_state.redis_client import RedisSettings, make_redis_client
 
-            redis_settings = RedisSettings(
-                host=config.session_redis_host, port=config.session_redis_port,
-                username=config.session_redis_username, password=config.session_redis_password,
-                database=config.session_redis_database, prefix=config.session_redis_prefix,
-                connect_timeout_ms=config.session_redis_connect_timeout,
-                read_timeout_ms=config.session_redis_read_timeout,
-            )
+            redis_settings = RedisSettings.from_config(config)
             replay: ReplayStore = RedisReplayStore(make_redis_client(redis_settings), redis_settings.prefix)
         else:
             replay = MemoryReplayStore(config.dpop_replay_cache_size)

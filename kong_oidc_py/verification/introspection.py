@@ -241,12 +241,13 @@ class Introspector:
         if opts.accept == JWT_ANSWER:
             if content_type != JWT_ANSWER:
                 raise ProviderError("introspection_failed", f"{url} answered {content_type or 'no content type'}, "
-                                    f"not {JWT_ANSWER}")
+                                    f"not {JWT_ANSWER}", cause="bad_json")
             return self._verify_jwt_answer(body)
         try:
             return parse_json_object(body)
         except ValueError as exc:
-            raise ProviderError("introspection_failed", f"{url} did not answer a JSON object: {exc}") from None
+            raise ProviderError("introspection_failed", f"{url} did not answer a JSON object: {exc}",
+                                cause="bad_json") from None
 
     def _assertion(self) -> str:
         """RFC 7523 client assertion: iss = sub = client_id, aud = the issuer, short-lived, unique jti."""

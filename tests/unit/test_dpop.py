@@ -394,3 +394,19 @@ def test_render_use_dpop_nonce():
     assert response.headers == {"DPoP-Nonce": "n0nce", "WWW-Authenticate":
                                 'DPoP realm="kong", error="use_dpop_nonce", error_description='
                                 '"Resource server requires nonce in DPoP proof", algs="ES256"'}
+
+
+def test_the_redis_replay_store_uses_every_session_redis_setting(monkeypatch):
+    # Replay entries must reach the same Redis as sessions do: TLS and Cluster included.
+    from kong_oidc_py.shared_state import redis_client
+    from kong_oidc_py.verification.dpop import build_binding
+
+    made = []
+    monkeypatch.setattr(redis_client, "make_redis_client", lambda settings: made.append(settings) or object())
+    cfg = parse_config({"issuer": ISSUER, "allow_any_audience": True, "proof_of_possession_dpop": "optional",
+                        "dpop_replay_storage": "redis", "session_redis_ssl": True, "session_redis_prefix": "edge",
+                        "session_redis_cluster_nodes": [{"ip": "10.0.0.1", "port": 7000}]})
+    build_binding(cfg)
+    (settings,) = made
+    assert settings.ssl and settings.prefix == "edge"
+    assert [(n.host, n.port) for n in settings.cluster_nodes] == [("10.0.0.1", 7000)]

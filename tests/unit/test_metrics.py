@@ -60,15 +60,27 @@ def test_instance_and_route_come_from_the_metadata_kong_adds():
     assert metrics.instance_labels({"__plugin_id": "p"}) == ("p", "")
 
 
-@pytest.mark.parametrize("detail, outcome", [
-    ("https://idp/jwks did not answer within 10s", "timeout"),
-    ("https://idp/jwks answered HTTP 503", "status"),
-    ("https://idp/jwks answered more than 1048576 bytes", "too_large"),
-    ("https://idp/jwks unreachable: ConnectError", "unreachable"),
-    ("https://idp/jwks did not answer a JSON object: bad", "bad_json"),
+@pytest.mark.parametrize("cause, outcome", [
+    ("timeout", "timeout"),
+    ("http_status", "status"),
+    ("too_large", "too_large"),
+    ("unreachable", "unreachable"),
+    ("tls", "tls"),
+    ("bad_json", "bad_json"),
+    ("issuer_mismatch", "error"),
 ])
-def test_fetch_failures_are_classified_for_the_outcome_label(detail, outcome):
-    assert fetch_outcome(ProviderError("jwks_failed", detail)) == outcome
+def test_fetch_failures_are_classified_for_the_outcome_label(cause, outcome):
+    assert fetch_outcome(ProviderError("jwks_failed", "https://idp/jwks failed", cause=cause)) == outcome
+
+
+def test_a_token_endpoint_that_cannot_be_reached_is_labelled_unreachable():
+    from kong_oidc_py.browser.token_endpoint import TokenClient
+
+    client = TokenClient(client_id="c", client_secret="s", auth_method="client_secret_basic",
+                         timeout_ms=2000, ssl_verify=True)
+    with pytest.raises(ProviderError) as info:
+        client.refresh("http://127.0.0.1:9/token", refresh_token="r")  # port 9: nothing listens
+    assert fetch_outcome(info.value) == "unreachable"
 
 
 def test_token_cache_lookups_count_hits_and_misses(registry):
