@@ -5,8 +5,9 @@ hands every PDK call through two queues, and holds a server-wide lock until a ha
 call (so one exception before that call deadlocks the server; shared doc 3.1, 3.6). This module
 replaces only that loop. kong-pdk stays the dependency: its `PluginServer` keeps the instances
 (StartInstance, InstanceStatus, CloseInstance, GetStatus, GetPluginInfo, SetPluginDir are its own
-methods, called with its error strings) and `kong_pdk.pdk.Kong(channel, lua_style)` stays the PDK
-object handed to the handler; our `Event` (edge/rpc_channel.py) is its channel.
+methods, called with its error strings) and `kong_pdk.pdk.Kong(channel, lua_style)` makes the PDK
+calls (its `rpc_of`), reached through edge/pdk_tree.py's cheaper attribute chain (FakeClasses
+subclasses); our `Event` (edge/rpc_channel.py) is its channel.
 
 Threads: the reading thread runs the handler (each PDK call one write and one read on its
 connection: Kong keeps an event on the connection it started on unless a PDK function yields,
@@ -41,9 +42,9 @@ import traceback
 from typing import Any, Callable
 
 from kong_pdk.exception import PDKException, PluginServerException
-from kong_pdk.pdk import Kong
 
 from kong_oidc_py.edge.listener_worker import Worker, _where
+from kong_oidc_py.edge.pdk_tree import pdk_object
 from kong_oidc_py.edge.rpc_channel import Conn, Event, EventEnded, ProtocolError
 
 log = logging.getLogger("kong_oidc_py.listener")
@@ -282,7 +283,7 @@ class Listener:
         event = Event(eid, name, phase, (conn, msgid), worker.wait_step, worker.ring, self._forget)
         self.events[eid] = event
         try:
-            handler(Kong(event, self.lua_style).kong)
+            handler(pdk_object(event, self.lua_style))
         except Exception as exc:  # noqa: BLE001 - any handler failure is answered, never left hanging
             self._answer_failure(event, exc)
         else:

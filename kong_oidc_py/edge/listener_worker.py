@@ -1,10 +1,12 @@
 """A worker thread of our listener (edge/listener.py): a thread with a doorbell.
 
 It runs jobs the listener gives it (reading one connection, or one event on a pooled thread)
-and, inside a PDK call, waits for the event's next Step. The wait must wake on either of two
-sources without timed polling: a Step on the connection this thread reads, or a Step another
-thread read and left in the event's mailbox. So the thread poll(2)s its connection and its
-eventfd together; a mailbox delivery writes the eventfd (`ring`).
+and, inside a PDK call, waits for the event's next Step. The Step comes either on the
+connection this thread reads (always, unless Kong yielded inside a PDK function) or through
+the event's mailbox, left there by the thread that read it. A thread with a connection blocks
+in recv on it, bounded by a short receive timeout after which it looks at the mailbox
+(rpc_channel.MAILBOX_CHECK); one without (a pooled event) poll(2)s its eventfd, which a
+mailbox delivery writes (`ring`).
 """
 
 from __future__ import annotations
@@ -82,20 +84,20 @@ class Worker:
     # -- connection ownership -------------------------------------------------------------------
     def own(self, conn: Conn) -> None:
         self.conn = conn
-        self.poller.register(conn.fd, select.POLLIN)
 
     def release(self) -> Conn | None:
         conn, self.conn = self.conn, None
-        if conn is not None:
-            self.poller.unregister(conn.fd)
         return conn
 
     # -- the wait inside a PDK call ---------------------------------------------------------------
     def wait_step(self, event: Event) -> tuple:
         """Event.get's wait: the next Step for `event`, from our connection or our mailbox.
 
-        No complete message is ever left buffered here: Kong has one request per connection
-        outstanding, and the serve loop reads exactly that one before a handler runs."""
+        With a connection: a blocking recv on it, ended every MAILBOX_CHECK by its receive
+        timeout to look at the mailbox (rpc_channel.py says why not poll). Without one (a pooled
+        event): poll(2) on the doorbell. No complete message is ever left buffered here: Kong
+        has one request per connection outstanding, and the serve loop reads exactly that one
+        before a handler runs."""
         listener = self.listener
         deadline = time.monotonic() + listener.step_timeout
         while True:
@@ -107,20 +109,12 @@ class Worker:
                         # pool: let another worker read it while this thread runs handler code.
                         listener._migrated(self)
                     return item
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                listener._count("step_timeouts")
-                event.end("after a step timeout")
-                raise StepTimeout(f"event {event.id}: no step from Kong within {listener.step_timeout:g}s")
             conn = self.conn
-            for fd, _ in self.poller.poll(remaining * 1000):
-                if fd == self.wake_fd:
-                    self._drain()
-                elif conn is not None and fd == conn.fd:
+            if conn is not None:
+                conn.wait_timeout(True)
+                filled = conn.fill()
+                if filled:
                     try:
-                        if not conn.fill():
-                            listener._drop(self)
-                            continue
                         for msg in conn.unpacker:
                             own = listener._dispatch(self, conn, msg, event)
                             if own is not None:
@@ -129,3 +123,15 @@ class Worker:
                         # the connection broke, not this event: stop reading it and keep waiting
                         log.warning("listener: dropping a connection (%s)", type(exc).__name__)
                         listener._drop(self)
+                elif filled is False:
+                    listener._drop(self)
+                else:
+                    self._drain()  # a ring while we were in recv: the slot is checked next
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining > 0 and self.poller.poll(remaining * 1000):
+                    self._drain()
+            if time.monotonic() >= deadline and event.slot is None:
+                listener._count("step_timeouts")
+                event.end("after a step timeout")
+                raise StepTimeout(f"event {event.id}: no step from Kong within {listener.step_timeout:g}s")

@@ -1,0 +1,78 @@
+"""The PDK object our listener hands to handlers: kong-pdk's, with its attribute chain made cheap.
+
+kong-pdk's `kong_pdk.pdk.Kong(channel, lua_style).kong` is a `FakeClasses` whose every attribute
+makes a new `FakeClasses` through `__getattr__` (after a failed normal lookup, so each level
+costs an AttributeError): `kong.service.request.set_headers(h)` builds three objects and two
+exceptions, ~3 us per call, as much as a third of a msgpack round trip (bench/listener.py).
+
+Here each prefix ("kong.service.request") gets its own subclass of `FakeClasses`, made once per
+process, whose children are class-level properties: a lookup is one property call and one slot
+store. The behaviour is kong-pdk's: any attribute chain names the Lua function, calling a node
+sends `{"Method": prefix, "Args": args}` through `Kong(channel, lua_style).rpc` (kong-pdk's own
+`rpc_of`, so log-argument sanitizing, terminal methods and lua_style replies stay its own), and
+`isinstance(node, FakeClasses)` holds. A node holds only its event's call function, so a handler
+that keeps `kong` past its event reaches that event (which raises), never another one.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from typing import Any, Callable
+
+from kong_pdk.pdk import FakeClasses, Kong
+
+_classes: dict[str, type] = {}
+_lock = threading.Lock()
+
+
+class PdkNode(FakeClasses):
+    """One level of the PDK namespace; `prefix` is a class attribute of each generated subclass."""
+
+    __slots__ = ("call",)
+    prefix = "kong"
+
+    def __init__(self, call: Callable[..., Any]) -> None:
+        # FakeClasses.__init__ is not called: its prefix is this class's attribute
+        self.call = call
+
+    def __call__(self, *args: Any) -> Any:
+        return self.call(self.prefix, *args)
+
+    def __str__(self) -> str:  # FakeClasses: str(node) calls the function with no arguments
+        return self.call(self.prefix)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only on the first lookup of `name` under this prefix in the process: afterwards the
+        # class property answers. Dunder names stay real AttributeErrors (copy, pickle, repr).
+        if name.startswith("__"):
+            raise AttributeError(name)
+        child = node_class(f"{self.prefix}.{name}")
+        with _lock:
+            if name not in type(self).__dict__:
+                setattr(type(self), name, builtins.property(_child_of(child)))
+        return child(self.call)
+
+
+def node_class(prefix: str) -> type:
+    cls = _classes.get(prefix)
+    if cls is None:
+        with _lock:
+            cls = _classes.get(prefix)
+            if cls is None:
+                cls = type("PdkNode", (PdkNode,), {"__slots__": (), "prefix": prefix})
+                _classes[prefix] = cls
+    return cls
+
+
+def _child_of(cls: type) -> Callable[[PdkNode], PdkNode]:
+    """The property getter of a child level: a node of `cls` on the parent's call function."""
+    return lambda node: cls(node.call)
+
+
+_ROOT = node_class("kong")
+
+
+def pdk_object(channel: Any, lua_style: bool) -> PdkNode:
+    """What `kong_pdk.pdk.Kong(channel, lua_style).kong` is, for one event."""
+    return _ROOT(Kong(channel, lua_style).rpc)
