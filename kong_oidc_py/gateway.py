@@ -129,6 +129,7 @@ class Gateway:
         self.dpop_algs = self.binding.checker.algs_text if self.binding.checker is not None else None
         self.tokens = AccessTokens.from_config(config, self.provider, self.verifier,
                                                lambda issuer, settings: get_provider(issuer, settings))
+        self._claims_memo: dict[str, tuple] = {}  # _claim_outputs
         self.browser = None
         if "authorization_code" in config.auth_methods or "session" in config.auth_methods:
             from kong_oidc_py.browser.login import BrowserFlow
@@ -300,7 +301,25 @@ class Gateway:
                        path=readings[0] if p.needs_path else None, method=method, trace=trace)
 
     def identity(self, claims: Claims | None) -> dict[str, str]:
-        return build_upstream_headers(claims.data, self.config) if claims is not None else {}
+        return dict(self._claim_outputs(claims, None)[0]) if claims is not None else {}
+
+    def _claim_outputs(self, claims: Claims, claim_paths: Any) -> tuple[dict[str, str], tuple[str, ...], dict[str, Any]]:
+        """What a verified token gives every request it is allowed on: identity headers, groups
+        from `authenticated_groups_claim`, claim log fields. Remembered for the Claims object the
+        token cache hands out again on a repeat token (so never past its exp), keyed by the
+        token's hash; callers copy before changing them."""
+        memo = self._claims_memo.get(claims.token_hash)
+        if memo is not None and memo[0] is claims and memo[1] is claim_paths:
+            return memo[2]
+        cfg = self.config
+        groups: tuple[str, ...] = ()
+        if cfg.authenticated_groups_claim:
+            groups = tuple(v for v in claim_values(claims.data, [cfg.authenticated_groups_claim]) if v != cfg.guard_group)
+        outputs = (build_upstream_headers(claims.data, cfg), groups, self._claim_log_fields(claims, claim_paths))
+        if len(self._claims_memo) >= _MAX_CLAIMS_MEMO:
+            self._claims_memo.clear()
+        self._claims_memo[claims.token_hash] = (claims, claim_paths, outputs)
+        return outputs
 
     def _allow(
         self,
@@ -318,18 +337,21 @@ class Gateway:
         claim_paths: Any = None,
     ) -> Outcome:
         cfg = self.config
-        upstream_set = self.identity(claims)
+        log_fields = self._log_fields(None, policy_name, decision, auth_method=auth_method)
+        if claims is not None:
+            identity, claim_groups, claim_log = self._claim_outputs(claims, claim_paths)
+            upstream_set = dict(identity)
+            groups = [cfg.guard_group, *claim_groups]
+            log_fields.update(claim_log)
+        else:
+            upstream_set = {}
+            groups = [cfg.guard_group]
         if extra_set:
             upstream_set.update(extra_set)
         if self.sets_consumer and consumer is not None:
             upstream_set.update(consumer_headers(consumer, credential))
         spoofed = self.headers_to_strip(req.headers, req.headers_truncated, upstream_set, decision)
-        clear = sorted(set(spoofed) | set(extra_clear or ()))
-        groups = [cfg.guard_group]
-        if claims is not None and cfg.authenticated_groups_claim:
-            groups.extend(v for v in claim_values(claims.data, [cfg.authenticated_groups_claim]) if v != cfg.guard_group)
-        log_fields = self._log_fields(claims, policy_name, decision, auth_method=auth_method,
-                                      claim_paths=claim_paths)
+        clear = sorted(set(spoofed).union(extra_clear)) if extra_clear else spoofed
         if consumer is not None:
             log_fields["consumer"] = consumer.get("username") or consumer.get("custom_id") or consumer.get("id")
         return Outcome(
@@ -427,19 +449,28 @@ class Gateway:
         if auth_method:
             fields["auth_method"] = auth_method
         if claims is not None:
-            data = claims.data
-            for key in ("sub", "iss"):
-                value = data.get(key)
-                if isinstance(value, str):
-                    fields["subject" if key == "sub" else "issuer"] = value[:256]
-            client = data.get("client_id") or data.get("azp")
-            if isinstance(client, str):
-                fields["client_id"] = client[:256]
-            scopes = claim_values(data, claim_paths.scopes if claim_paths else self.config.scopes_claim_paths)
-            if scopes:
-                fields["scopes"] = " ".join(scopes)[:1024]
-            fields["token_hash"] = claims.token_hash
+            fields.update(self._claim_log_fields(claims, claim_paths))
         return fields
+
+    def _claim_log_fields(self, claims: Claims, claim_paths: Any) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        data = claims.data
+        for key in ("sub", "iss"):
+            value = data.get(key)
+            if isinstance(value, str):
+                fields["subject" if key == "sub" else "issuer"] = value[:256]
+        client = data.get("client_id") or data.get("azp")
+        if isinstance(client, str):
+            fields["client_id"] = client[:256]
+        scopes = claim_values(data, claim_paths.scopes if claim_paths else self.config.scopes_claim_paths)
+        if scopes:
+            fields["scopes"] = " ".join(scopes)[:1024]
+        fields["token_hash"] = claims.token_hash
+        return fields
+
+
+# Distinct verified tokens whose request outputs a Gateway remembers (_claim_outputs).
+_MAX_CLAIMS_MEMO = 4096
 
 
 # -- one Gateway per config per process ---------------------------------------------------

@@ -136,7 +136,22 @@ class PathVerdict:
     refused: str | None
 
 
+# Any byte path_problems looks at; a path without one has no problem (the common case).
+_SUSPECT = re.compile(r"[\x00-\x1f\x7f\\;%]")
+# Verdicts on clean paths, by path (a pure function of it); bounded, emptied when full.
+_CLEAN: dict[str, "PathVerdict"] = {}
+_MAX_CLEAN = 1024
+
+
 def judge_path(path: str, allow_ambiguous: bool) -> PathVerdict:
+    verdict = _CLEAN.get(path)
+    if verdict is not None:
+        return verdict
+    if _SUSPECT.search(path) is None:
+        if len(_CLEAN) >= _MAX_CLEAN:
+            _CLEAN.clear()
+        verdict = _CLEAN[path] = PathVerdict(path, (), (path,), None)
+        return verdict
     problems = path_problems(path)
     if not problems:
         return PathVerdict(path, problems, (path,), None)

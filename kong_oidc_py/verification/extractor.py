@@ -40,6 +40,9 @@ def _auth_scheme(value: str) -> tuple[str, str]:
 
 
 def _bearer_from_header(value: str) -> str | None:
+    # The common spelling, answered without splitting the scheme off (same result as below).
+    if value[:7].lower() == "bearer " and _B64TOKEN.fullmatch(value, 7):
+        return value[7:]
     scheme, rest = _auth_scheme(value)
     if scheme != "bearer":
         return None
