@@ -45,7 +45,7 @@ from kong_pdk.exception import PDKException, PluginServerException
 
 from kong_oidc_py.edge.listener_worker import Worker, _where
 from kong_oidc_py.edge.pdk_tree import pdk_object
-from kong_oidc_py.edge.rpc_channel import Conn, Event, EventEnded, ProtocolError
+from kong_oidc_py.edge.rpc_channel import STEP_METHODS, Conn, Event, EventEnded, ProtocolError
 
 log = logging.getLogger("kong_oidc_py.listener")
 
@@ -56,10 +56,8 @@ IDLE_TTL = 60.0  # s an idle worker waits for work before its thread ends
 EXIT_PHASES = frozenset(("rewrite", "access", "response"))  # kong/pdk/response.lua exit phase checks
 INTERNAL_ERROR = {"message": "An unexpected error occurred"}  # Kong's own 500 body (kong/init.lua)
 
-# Every Step variant Kong sends (mp_rpc.lua `get_step_method`); kong-pdk maps them all to `step`.
 _STEP, _STEP_ERROR, _HANDLE_EVENT = object(), object(), object()
-_ROUTES = {f"plugin.{name}": _STEP for name in ("Step", "StepCredential", "StepConsumer", "StepRoute", "StepService",
-                                                "StepPlugin", "StepMemoryStats", "StepMultiMap")}
+_ROUTES = dict.fromkeys(STEP_METHODS, _STEP)
 _ROUTES.update({"plugin.StepError": _STEP_ERROR, "plugin.HandleEvent": _HANDLE_EVENT})
 _CAMEL = re.compile(r"([a-z])([A-Z])")
 

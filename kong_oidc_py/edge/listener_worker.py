@@ -19,7 +19,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
-from kong_oidc_py.edge.rpc_channel import Conn, Event, ProtocolError, StepTimeout
+from kong_oidc_py.edge.rpc_channel import STEP_METHODS, Conn, Event, ProtocolError, StepTimeout
 
 if TYPE_CHECKING:
     from kong_oidc_py.edge.listener import Listener
@@ -116,6 +116,15 @@ class Worker:
                 if filled:
                     try:
                         for msg in conn.unpacker:
+                            # Our own Step on our own connection (nearly always): taken here; any
+                            # other message, or one accept_own refuses, goes through _dispatch,
+                            # which answers it (or the error) as the protocol says.
+                            if (type(msg) is list and len(msg) == 4 and msg[0] == 0 and msg[2] in STEP_METHODS
+                                    and conn is event.last_conn and type(msg[3]) is list and msg[3]
+                                    and type(msg[3][0]) is dict and msg[3][0].get("EventId") == event.id):
+                                item = (conn, msg[1], msg[3][0].get("Data"), False)
+                                if event.accept_own(item):
+                                    return item
                             own = listener._dispatch(self, conn, msg, event)
                             if own is not None:
                                 return own

@@ -8,9 +8,9 @@ exceptions, ~3 us per call, as much as a third of a msgpack round trip (bench/li
 Here each prefix ("kong.service.request") gets its own subclass of `FakeClasses`, made once per
 process, whose children are class-level properties: a lookup is one property call and one slot
 store. The behaviour is kong-pdk's: any attribute chain names the Lua function, calling a node
-sends `{"Method": prefix, "Args": args}` through `Kong(channel, lua_style).rpc` (kong-pdk's own
-`rpc_of`, so log-argument sanitizing, terminal methods and lua_style replies stay its own), and
-`isinstance(node, FakeClasses)` holds. A node holds only its event's call function, so a handler
+sends `{"Method": prefix, "Args": args}` as kong-pdk's `rpc_of` does (log-argument sanitizing,
+terminal methods, lua_style replies; our Event.call does it in one frame, other channels go
+through kong-pdk's own), and `isinstance(node, FakeClasses)` holds. A node holds only its event's call function, so a handler
 that keeps `kong` past its event reaches that event (which raises), never another one.
 """
 
@@ -21,6 +21,8 @@ import threading
 from typing import Any, Callable
 
 from kong_pdk.pdk import FakeClasses, Kong
+
+from kong_oidc_py.edge.rpc_channel import Event
 
 _classes: dict[str, type] = {}
 _lock = threading.Lock()
@@ -37,10 +39,10 @@ class PdkNode(FakeClasses):
         self.call = call
 
     def __call__(self, *args: Any) -> Any:
-        return self.call(self.prefix, *args)
+        return self.call(self.prefix, args)
 
     def __str__(self) -> str:  # FakeClasses: str(node) calls the function with no arguments
-        return self.call(self.prefix)
+        return self.call(self.prefix, ())
 
     def __getattr__(self, name: str) -> Any:
         # Only on the first lookup of `name` under this prefix in the process: afterwards the
@@ -74,5 +76,11 @@ _ROOT = node_class("kong")
 
 
 def pdk_object(channel: Any, lua_style: bool) -> PdkNode:
-    """What `kong_pdk.pdk.Kong(channel, lua_style).kong` is, for one event."""
-    return _ROOT(Kong(channel, lua_style).rpc)
+    """What `kong_pdk.pdk.Kong(channel, lua_style).kong` is, for one event. Our listener's Event
+    makes the call itself (`Event.call`: kong-pdk's rpc_of in one frame); any other channel goes
+    through kong-pdk's own rpc_of."""
+    if isinstance(channel, Event):
+        channel.lua_style = lua_style
+        return _ROOT(channel.call)
+    rpc = Kong(channel, lua_style).rpc
+    return _ROOT(lambda method, args: rpc(method, *args))

@@ -21,6 +21,14 @@ from typing import Any, Callable
 import msgpack
 from kong_pdk.exception import PDKException
 
+# Every Step variant Kong sends but StepError (mp_rpc.lua `get_step_method`); kong-pdk maps them
+# all to `step`.
+STEP_METHODS = frozenset(f"plugin.{name}" for name in (
+    "Step", "StepCredential", "StepConsumer", "StepRoute", "StepService", "StepPlugin", "StepMemoryStats",
+    "StepMultiMap"))
+# kong_pdk/pdk/__init__.py `rpc_of`: arguments of kong.log* calls of any other type go as str().
+_LOG_ARG_TYPES = (str, int, list, dict)
+
 # kong_pdk/server.py `terminal_methods` / pdk/__init__.py `non_return_methods`: Kong never answers
 # them (kong/pdk/response.lua: exit/error end the phase), so the event ends when we send one.
 TERMINAL_METHODS = frozenset(("kong.response.exit", "kong.response.error"))
@@ -140,7 +148,7 @@ class Event:
     """
 
     __slots__ = ("id", "name", "phase", "owner_wake", "pending", "slot", "lock", "ended", "wait_step",
-                 "on_end", "last_conn")
+                 "on_end", "last_conn", "lua_style")
 
     def __init__(self, event_id: int, name: str, phase: str, pending: tuple[Conn, Any],
                  wait_step: Callable[["Event"], tuple], owner_wake: Callable[[], None],
@@ -156,6 +164,27 @@ class Event:
         self.owner_wake = owner_wake
         self.on_end = on_end
         self.last_conn: Conn | None = None  # where our latest answer went (Kong's next Step usually follows)
+        self.lua_style = False  # kong-pdk's reply style for `call`: (value, err) tuples when true
+
+    # -- one PDK call (edge/pdk_tree.py), put + get in one frame -------------------------------
+    def call(self, method: str, args: Any) -> Any:
+        """What kong_pdk.pdk `rpc_of` does over `put`/`get`, without its extra frames (the
+        same sends and returns, side by side in tests/unit/test_pdk_tree.py)."""
+        if method.startswith("kong.log") and (len(method) == 8 or method[8] == "."):
+            args = [a if type(a) in _LOG_ARG_TYPES else str(a) for a in args]
+        self.put({"Method": method, "Args": args})
+        if method in TERMINAL_METHODS:
+            return None
+        if self.ended:
+            raise EventEnded(f"event {self.id}: no PDK call is possible {self.ended}")
+        _conn, _msgid, data, is_error = self.wait_step(self)
+        if is_error:  # kong_pdk/server.py `_step`: a StepError carries the error in place of the data
+            if self.lua_style:
+                return None, data
+            if data:
+                raise PDKException("exception from %s: %s" % (method, data))
+            return None
+        return (data, None) if self.lua_style else data
 
     # -- the channel interface kong_pdk.pdk uses ------------------------------------------------
     def put(self, data: Any) -> None:

@@ -8,6 +8,7 @@ from kong_pdk.exception import PDKException
 from kong_pdk.pdk import FakeClasses, Kong
 
 from kong_oidc_py.edge.pdk_tree import pdk_object
+from kong_oidc_py.edge.rpc_channel import Event
 
 
 class Channel:
@@ -24,9 +25,41 @@ class Channel:
         return self.reply
 
 
-def _both(script, reply=("value", None), lua_style=False):
-    ours, theirs = Channel(reply), Channel(reply)
-    a = script(pdk_object(ours, lua_style))
+class EventChannel:
+    """Our listener's Event, on a connection that records the answers and a wait that returns
+    the scripted Step (as accept_own does, it makes the Step the request to answer next)."""
+
+    def __init__(self, reply=("value", None)):
+        value, err = reply
+        self.sent = []
+        self.gets = 0
+
+        class Conn:
+            def reply(conn, msgid, error, result):  # noqa: N805 - a nested test double
+                self.sent.append(result["Data"])
+
+        conn = Conn()
+
+        def wait_step(event):
+            self.gets += 1
+            event.pending = (conn, self.gets)
+            return (conn, self.gets, err if err is not None else value, err is not None)
+
+        self.event = Event(1, "oidc", "access", (conn, 0), wait_step, lambda: None, lambda event: None)
+
+
+def _ours(channel_kind, reply, lua_style):
+    ch = EventChannel(reply) if channel_kind == "event" else Channel(reply)
+    return ch, pdk_object(ch.event if channel_kind == "event" else ch, lua_style)
+
+
+CHANNELS = ["event", "generic"]
+
+
+def _both(script, reply=("value", None), lua_style=False, kind="event"):
+    ours, kong = _ours(kind, reply, lua_style)
+    theirs = Channel(reply)
+    a = script(kong)
     b = script(Kong(theirs, lua_style).kong)
     return (a, ours), (b, theirs)
 
@@ -41,33 +74,54 @@ def _both(script, reply=("value", None), lua_style=False):
     lambda k: k.some.future.namespace.fn(1, [2], {"x": None}),
     lambda k: str(k.request.get_path),
 ])
-def test_every_chain_sends_what_kong_pdk_sends_and_returns_the_same(script):
-    (a, ours), (b, theirs) = _both(script)
+@pytest.mark.parametrize("kind", CHANNELS)
+def test_every_chain_sends_what_kong_pdk_sends_and_returns_the_same(script, kind):
+    (a, ours), (b, theirs) = _both(script, kind=kind)
     assert a == b
     assert [(m["Method"], list(m["Args"])) for m in ours.sent] == [(m["Method"], list(m["Args"])) for m in theirs.sent]
     assert ours.gets == theirs.gets == 1
 
 
-def test_log_arguments_are_sanitized_as_kong_pdk_does():
-    ch = Channel()
-    pdk_object(ch, False).log.warn("x", 1.5, None)
-    assert ch.sent[0]["Args"] == ["x", "1.5", "None"]
+@pytest.mark.parametrize("kind", CHANNELS)
+def test_log_arguments_are_sanitized_as_kong_pdk_does(kind):
+    ch, kong = _ours(kind, ("value", None), False)
+    kong.log.warn("x", 1.5, None)
+    assert list(ch.sent[0]["Args"]) == ["x", "1.5", "None"]
 
 
+@pytest.mark.parametrize("kind", CHANNELS)
+def test_a_method_merely_starting_with_kong_log_is_not_sanitized(kind):
+    ch, kong = _ours(kind, ("value", None), False)
+    kong.logger.warn(1.5)
+    assert list(ch.sent[0]["Args"]) == [1.5]
+
+
+@pytest.mark.parametrize("kind", CHANNELS)
 @pytest.mark.parametrize("method", ["exit", "error"])
-def test_terminal_methods_wait_for_no_reply(method):
-    ch = Channel()
-    assert getattr(pdk_object(ch, False).response, method)(500, {}) is None
+def test_terminal_methods_wait_for_no_reply(method, kind):
+    ch, kong = _ours(kind, ("value", None), False)
+    assert getattr(kong.response, method)(500, {}) is None
     assert ch.sent[0]["Method"] == f"kong.response.{method}" and ch.gets == 0
 
 
-def test_an_error_reply_raises_pdk_exception_in_python_style():
+@pytest.mark.parametrize("kind", CHANNELS)
+def test_an_error_reply_raises_pdk_exception_in_python_style(kind):
+    with pytest.raises(PDKException, match="exception from kong.request.get_path: boom"):
+        _ours(kind, (None, "boom"), False)[1].request.get_path()
+
+
+@pytest.mark.parametrize("kind", CHANNELS)
+@pytest.mark.parametrize("reply", [("v", None), (None, "boom")])
+def test_lua_style_returns_value_and_error(kind, reply):
+    assert _ours(kind, reply, True)[1].request.get_path() == reply
+
+
+def test_a_call_after_exit_raises_instead_of_waiting():
+    ch = EventChannel()
+    kong = pdk_object(ch.event, False)
+    kong.response.exit(403, {})
     with pytest.raises(PDKException):
-        pdk_object(Channel((None, "boom")), False).request.get_path()
-
-
-def test_lua_style_returns_value_and_error():
-    assert pdk_object(Channel(("v", None)), True).request.get_path() == ("v", None)
+        kong.request.get_path()
 
 
 def test_nodes_are_kong_pdk_fake_classes():
