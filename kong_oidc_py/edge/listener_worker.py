@@ -99,7 +99,7 @@ class Worker:
         has one request per connection outstanding, and the serve loop reads exactly that one
         before a handler runs."""
         listener = self.listener
-        deadline = time.monotonic() + listener.step_timeout
+        deadline = None  # taken after the first wait that brought no Step of ours (rarely reached)
         while True:
             if event.slot is not None:
                 item = event.take()
@@ -111,7 +111,6 @@ class Worker:
                     return item
             conn = self.conn
             if conn is not None:
-                conn.wait_timeout(True)
                 filled = conn.fill()
                 if filled:
                     try:
@@ -136,7 +135,9 @@ class Worker:
                     listener._drop(self)
                 else:
                     self._drain()  # a ring while we were in recv: the slot is checked next
-            else:
+            if deadline is None:
+                deadline = time.monotonic() + listener.step_timeout
+            if conn is None:
                 remaining = deadline - time.monotonic()
                 if remaining > 0 and self.poller.poll(remaining * 1000):
                     self._drain()

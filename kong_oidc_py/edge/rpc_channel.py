@@ -13,6 +13,7 @@ bytes that are not UTF-8 survives as lone surrogates and goes back to Kong as th
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import threading
@@ -34,13 +35,14 @@ _LOG_ARG_TYPES = (str, int, list, dict)
 TERMINAL_METHODS = frozenset(("kong.response.exit", "kong.response.error"))
 MSG_RET = "ret"
 
-# While a handler waits for its Step on its own connection it blocks in recv(2) there, with no
-# poll(2) before it: under load every blocking call is one more GIL hand-off. A Step that another
-# thread reads for it (Kong yielded and took another pooled connection; 0 in 130,000 events under
-# Kong's own Lua, issue 15) is seen when this receive timeout (SO_RCVTIMEO) ends the recv.
+# A handler waiting for its Step blocks in recv(2) on its own connection, with no poll(2) before
+# it: under load every blocking call is one more GIL hand-off. A Step that another thread reads
+# for it (Kong yielded and took another pooled connection; 0 in 130,000 events under Kong's own
+# Lua, issue 15) is seen when this receive timeout (SO_RCVTIMEO, set once per connection) ends the
+# recv. Between events a connection idle for longer than this waits in poll(2) instead, so idle
+# connections do not wake up every MAILBOX_CHECK.
 MAILBOX_CHECK = 0.002  # s
-_RCVTIMEO_ON = struct.pack("ll", 0, int(MAILBOX_CHECK * 1e6))
-_RCVTIMEO_OFF = struct.pack("ll", 0, 0)
+_RCVTIMEO = struct.pack("ll", 0, int(MAILBOX_CHECK * 1e6))
 
 # Largest message we buffer from Kong. Kong's biggest payload is a raw request body, which it only
 # returns when the body fits nginx's client_body_buffer_size (8k by default, shared doc 4.1).
@@ -64,7 +66,7 @@ class Conn:
     """One accepted Kong connection. Exactly one thread reads it at a time (its owner); a reply may
     be written by another thread (the one running the event the request was for)."""
 
-    __slots__ = ("sock", "fd", "unpacker", "_packer", "_wlock", "closed", "timed")
+    __slots__ = ("sock", "fd", "unpacker", "_packer", "_wlock", "closed", "_idle_poll")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -74,17 +76,8 @@ class Conn:
         self._packer = msgpack.Packer(use_bin_type=True, unicode_errors="surrogateescape")
         self._wlock = threading.Lock()
         self.closed = False
-        self.timed = False  # SO_RCVTIMEO set (inside a handler's wait), see MAILBOX_CHECK
-
-    def wait_timeout(self, on: bool) -> None:
-        """Bound recv by MAILBOX_CHECK (inside a PDK wait) or not (idle between events, where
-        nothing but this connection can bring work). setsockopt never releases the GIL."""
-        if self.timed is not on:
-            self.timed = on
-            try:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _RCVTIMEO_ON if on else _RCVTIMEO_OFF)
-            except OSError:
-                pass  # closed under us: the next recv says so
+        self._idle_poll: select.poll | None = None
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _RCVTIMEO)
 
     def next_buffered(self) -> Any:
         """A whole message already received, or None."""
@@ -95,7 +88,7 @@ class Conn:
 
     def fill(self) -> bool | None:
         """One recv into the decoder; False when Kong closed the connection, None when the
-        receive timeout (MAILBOX_CHECK, only set inside a handler's wait) ran out first."""
+        receive timeout (MAILBOX_CHECK) ran out first."""
         try:
             chunk = self.sock.recv(65536)
         except BlockingIOError:
@@ -109,14 +102,18 @@ class Conn:
 
     def read(self) -> Any:
         """Block until one whole message arrives; None at end of stream."""
-        if self.timed:
-            self.wait_timeout(False)
         while True:
             msg = self.next_buffered()
             if msg is not None:
                 return msg
-            if self.fill() is False:
+            filled = self.fill()
+            if filled is False:
                 return None
+            if filled is None:  # idle past MAILBOX_CHECK: sleep until Kong writes or closes
+                if self._idle_poll is None:
+                    self._idle_poll = select.poll()
+                    self._idle_poll.register(self.fd, select.POLLIN)
+                self._idle_poll.poll()
 
     def reply(self, msgid: Any, error: Any, result: Any) -> None:
         # The lock also orders a reply against close(): a closed socket object has no fd, so a late
