@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
-import socket
 import threading
 import time
 from typing import Any, Iterator
@@ -24,6 +23,7 @@ import pytest
 
 from tests.kong_host import Emulator
 from tests.support.idp import DEFAULT_RESOURCE, ALICE, LOGIN_CANCEL, LOGIN_PASSWORD, LOGIN_SUBMIT, LOGIN_USERNAME, LOGOUT_CONFIRM, OidcProvider
+from tests.support.ports import free_port
 from tests.support.stack import kong_config, oidc, oidc_spec, route
 from tests.upstream.echo import EchoUpstream
 
@@ -40,12 +40,6 @@ IDP_CONFIG = {
     "redirect_uris": [f"http://127.0.0.1/{app}/callback" for app in ("app", "idle", "post")],
     "post_logout_redirect_uris": ["http://127.0.0.1/logged-out"],
 }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def app_plugin(issuer: str, base: str, prefix: str, **extra: Any) -> dict:

@@ -21,7 +21,8 @@ from tests.e2e.test_browser import (
     submit_logout,
 )
 from tests.support.idp import LOGIN_USERNAME, OidcProvider
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
 from tests.upstream.echo import EchoUpstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.redis]
