@@ -11,7 +11,6 @@ import pytest
 
 from tests.support.idp import DEFAULT_RESOURCE, OTHER_RESOURCE
 from tests.support.stack import kong_config, oidc, route, start_stack
-from tests.upstream.echo import EchoUpstream
 
 pytestmark = pytest.mark.integration
 
@@ -19,12 +18,6 @@ IDENTITY = {
     "upstream_headers_claims": ["sub", "client_id", "scope", "groups"],
     "upstream_headers_names": ["X-User-Id", "X-Client-Id", "X-Scopes", "X-Groups"],
 }
-
-
-@pytest.fixture(scope="module")
-def echo():
-    with EchoUpstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")

@@ -107,12 +107,6 @@ def start_browser_stack(issuer: str, echo: EchoUpstream, prefix: str, *, app_ext
 
 
 @pytest.fixture(scope="module")
-def echo():
-    with EchoUpstream() as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
 def idp() -> Iterator[OidcProvider]:
     with OidcProvider(IDP_CONFIG) as provider:
         yield provider

@@ -23,7 +23,6 @@ from tests.e2e.test_browser import (
 from tests.support.idp import LOGIN_USERNAME, OidcProvider
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
-from tests.upstream.echo import EchoUpstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.redis]
 
@@ -35,12 +34,6 @@ BACKCHANNEL = "/backchannel-logout"
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[EchoUpstream]:
-    with EchoUpstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")

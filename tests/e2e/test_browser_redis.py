@@ -31,7 +31,6 @@ from tests.e2e.test_browser import (
 )
 from tests.support.idp import OidcProvider
 from tests.support.redis_server import RedisServer
-from tests.upstream.echo import EchoUpstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.redis]
 
@@ -49,12 +48,6 @@ def rdb(redis_server) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[EchoUpstream]:
-    with EchoUpstream() as up:
-        yield up
 
 
 def _redis_extra(server: RedisServer) -> dict:

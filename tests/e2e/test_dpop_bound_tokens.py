@@ -13,7 +13,6 @@ from tests.support.dpop import proof, thumbprint
 from tests.support.idp import DEFAULT_RESOURCE, M2M
 from tests.support.keys import ec_key
 from tests.support.stack import kong_config, oidc, route, start_stack
-from tests.upstream.echo import EchoUpstream
 
 pytestmark = pytest.mark.integration
 
@@ -22,20 +21,19 @@ THIEF_KEY = ec_key("P-256", kid=None)
 
 
 @pytest.fixture(scope="module")
-def stack(oidc_provider, tmp_path_factory):
+def stack(oidc_provider, echo, tmp_path_factory):
     issuer = oidc_provider.issuer
     base = {"audience_required": [DEFAULT_RESOURCE], "upstream_headers_claims": ["sub"],
             "upstream_headers_names": ["X-User-Id"]}
-    with EchoUpstream() as echo:
-        cfg = kong_config(echo.port, routes=[
-            route("optional", "/optional", oidc(issuer, proof_of_possession_dpop="optional", **base)),
-            route("strict", "/strict", oidc(issuer, proof_of_possession_dpop="strict", **base)),
-            route("nonce", "/nonce", oidc(issuer, proof_of_possession_dpop="optional", dpop_use_nonce=True,
-                                          dpop_nonce_secret="n" * 40, **base)),
-            route("off", "/off", oidc(issuer, **base)),
-        ])
-        with start_stack(cfg, str(tmp_path_factory.mktemp("kong"))) as (emu, client):
-            yield emu, client
+    cfg = kong_config(echo.port, routes=[
+        route("optional", "/optional", oidc(issuer, proof_of_possession_dpop="optional", **base)),
+        route("strict", "/strict", oidc(issuer, proof_of_possession_dpop="strict", **base)),
+        route("nonce", "/nonce", oidc(issuer, proof_of_possession_dpop="optional", dpop_use_nonce=True,
+                                      dpop_nonce_secret="n" * 40, **base)),
+        route("off", "/off", oidc(issuer, **base)),
+    ])
+    with start_stack(cfg, str(tmp_path_factory.mktemp("kong"))) as (emu, client):
+        yield emu, client
 
 
 def dpop_token(idp, key=CLIENT_KEY) -> dict:

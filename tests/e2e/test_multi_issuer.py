@@ -11,7 +11,6 @@ import pytest
 
 from tests.support.idp import DEFAULT_RESOURCE, OidcProvider
 from tests.support.stack import kong_config, oidc, route, start_stack
-from tests.upstream.echo import EchoUpstream
 
 pytestmark = pytest.mark.integration
 
@@ -48,18 +47,14 @@ class CountingServer:
 @pytest.fixture(scope="module")
 def idp_b():
     # The customer IdP: its own audience, and scopes in `scp` (its clients get only "write" in scope).
-    provider = OidcProvider({
+    with OidcProvider({
         "resources": {B_RESOURCE: {"scope": "read write", "alg": "ES256"}},
         "default_resource": B_RESOURCE,
         "clients": [{"client_id": "m2m", "client_secret": "m2m-secret", "grant_types": ["client_credentials"],
                      "response_types": [], "redirect_uris": [], "allowed_scopes": "write",
                      "extra_claims": {"scp": ["read"]}}],
-    })
-    try:
-        provider.start()
+    }) as provider:
         yield provider
-    finally:
-        provider.close()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +65,7 @@ def stranger():
 
 
 @pytest.fixture(scope="module")
-def stack(oidc_provider, idp_b, tmp_path_factory):
+def stack(oidc_provider, idp_b, echo, tmp_path_factory):
     plugin = oidc(
         oidc_provider.issuer,
         audience_required=[DEFAULT_RESOURCE],
@@ -79,10 +74,9 @@ def stack(oidc_provider, idp_b, tmp_path_factory):
         upstream_headers_claims=["sub", "iss"],
         upstream_headers_names=["X-User-Id", "X-Issuer"],
     )
-    with EchoUpstream() as echo:
-        cfg = kong_config(echo.port, routes=[route("multi", "/multi", plugin)])
-        with start_stack(cfg, str(tmp_path_factory.mktemp("kong"))) as (emu, client):
-            yield emu, client
+    cfg = kong_config(echo.port, routes=[route("multi", "/multi", plugin)])
+    with start_stack(cfg, str(tmp_path_factory.mktemp("kong"))) as (emu, client):
+        yield emu, client
 
 
 def call(stack, token: str):

@@ -17,19 +17,12 @@ from tests.kong_host.declarative import DeclarativeError
 from tests.support.fake_idp import FakeIdP
 from tests.support.keys import claims, rsa_key
 from tests.support.stack import kong_config, oidc, route, start_stack
-from tests.upstream.echo import EchoUpstream
 
 pytestmark = pytest.mark.integration
 
 KEY = rsa_key()
 IDENTITY = {"upstream_headers_claims": ["sub"], "upstream_headers_names": ["X-User-Id"]}
 AUDIENCE = {"audience_required": ["api"]}  # the fake IdP's tokens (tests/support/keys.py claims)
-
-
-@pytest.fixture(scope="module")
-def echo():
-    with EchoUpstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")
