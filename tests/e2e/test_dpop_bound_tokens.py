@@ -4,7 +4,6 @@ proofs go through emulated Kong to the plugin server, and each replay an attacke
 
 from __future__ import annotations
 
-import uuid
 
 import httpx
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from tests.support.dpop import proof, thumbprint
 from tests.support.idp import DEFAULT_RESOURCE, M2M
 from tests.support.keys import ec_key
-from tests.support.stack import kong_config, oidc, route, start_stack
+from tests.support.stack import call, kong_config, oidc, route, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -49,13 +48,8 @@ def dpop_token(idp, key=CLIENT_KEY) -> dict:
 
 
 def send(stack, path, token, *, scheme="DPoP", proof_header=None, method="GET", headers=None):
-    emu, client = stack
-    marker = uuid.uuid4().hex
-    h = {"Authorization": f"{scheme} {token}", "X-Test-Request": marker, **(headers or {})}
-    if proof_header is not None:
-        h["DPoP"] = proof_header
-    response = client.request(method, path, headers=h)
-    return response, emu.log_line_for("X-Test-Request", marker)
+    proof_headers = {"DPoP": proof_header} if proof_header is not None else {}
+    return call(stack, path, token, scheme=scheme, method=method, headers={**(headers or {}), **proof_headers})
 
 
 def url(stack, path) -> str:

@@ -4,13 +4,12 @@ audience and scopes claim; a token naming any other issuer never makes the plugi
 from __future__ import annotations
 
 import threading
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from tests.support.idp import DEFAULT_RESOURCE, OidcProvider
-from tests.support.stack import kong_config, oidc, route, start_stack
+from tests.support.stack import call, kong_config, oidc, route, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -79,25 +78,18 @@ def stack(oidc_provider, idp_b, echo, tmp_path_factory):
         yield emu, client
 
 
-def call(stack, token: str):
-    emu, client = stack
-    marker = uuid.uuid4().hex
-    response = client.get("/multi/x", headers={"Authorization": f"Bearer {token}", "X-Test-Request": marker})
-    return response, emu.log_line_for("X-Test-Request", marker)
-
-
 def upstream(response) -> dict[str, str]:
     return {name.lower(): value for name, value in response.json()["headers"]}
 
 
 def test_token_from_the_first_issuer_passes_with_its_rules(stack, oidc_provider):
-    response, line = call(stack, oidc_provider.client_credentials_token(scope="read"))
+    response, line = call(stack, "/multi/x", oidc_provider.client_credentials_token(scope="read"))
     assert response.status_code == 200 and upstream(response)["x-issuer"] == oidc_provider.issuer
 
 
 def test_token_from_the_second_issuer_passes_with_its_keys_audience_and_scp(stack, idp_b):
     token = idp_b.client_credentials_token(scope="write", resource=B_RESOURCE)
-    response, line = call(stack, token)
+    response, line = call(stack, "/multi/x", token)
     assert response.status_code == 200, line["oidc"]
     assert upstream(response)["x-issuer"] == idp_b.issuer and line["oidc"]["scopes"] == "read"
 
@@ -105,7 +97,7 @@ def test_token_from_the_second_issuer_passes_with_its_keys_audience_and_scp(stac
 def test_first_issuers_audience_does_not_open_the_second(stack, oidc_provider, idp_b):
     # A token of issuer A for B's audience fails A's audience rule.
     token = oidc_provider.client_credentials_token(scope="read", resource="urn:kong-oidc-py:other")
-    response, line = call(stack, token)
+    response, line = call(stack, "/multi/x", token)
     assert response.status_code == 401 and line["oidc"]["reason"] == "bad_audience"
 
 
@@ -116,7 +108,7 @@ def test_second_issuer_cannot_sign_for_the_first(stack, oidc_provider, idp_b):
     now = int(time.time())
     forged = key.sign({"iss": oidc_provider.issuer, "aud": DEFAULT_RESOURCE, "sub": "x", "scope": "read",
                        "iat": now, "exp": now + 300})
-    response, line = call(stack, forged)
+    response, line = call(stack, "/multi/x", forged)
     assert response.status_code == 401 and line["oidc"]["reason"] in ("unknown_kid", "bad_signature")
 
 
@@ -127,6 +119,6 @@ def test_untrusted_issuer_is_refused_and_never_contacted(stack, oidc_provider, s
     token = oidc_provider.signing_key("RS256").sign({
         "iss": stranger.url, "aud": DEFAULT_RESOURCE, "sub": "x", "scope": "read", "iat": now, "exp": now + 300,
     })
-    response, line = call(stack, token)
+    response, line = call(stack, "/multi/x", token)
     assert response.status_code == 401 and line["oidc"]["reason"] == "bad_issuer"
     assert stranger.hits == 0

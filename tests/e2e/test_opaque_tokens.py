@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,7 +14,7 @@ import pytest
 
 from tests.support.idp import DEFAULT_RESOURCE, OTHER_RESOURCE, M2M, OidcProvider
 from tests.support.keys import ec_key
-from tests.support.stack import kong_config, oidc, route, start_stack
+from tests.support.stack import call, kong_config, oidc, route, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -114,16 +113,6 @@ def stack(idp, proxy, echo, tmp_path_factory):
     ])
     with start_stack(cfg, str(tmp_path_factory.mktemp("kong"))) as (emu, client):
         yield emu, client
-
-
-def call(stack, path: str, token: str | None, headers: dict | None = None):
-    emu, client = stack
-    marker = uuid.uuid4().hex
-    h = {**(headers or {}), "X-Test-Request": marker}
-    if token is not None:
-        h["Authorization"] = f"Bearer {token}"
-    response = client.get(path, headers=h)
-    return response, emu.log_line_for("X-Test-Request", marker)
 
 
 def upstream(response) -> dict[str, str]:
