@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.e2e.test_browser import IDP_CONFIG, echo_of, login, start_browser_stack
+from tests.support.browser_stack import IDP_CONFIG, echo_of, login, start_browser_stack
 from tests.support.idp import OidcProvider
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]

@@ -11,16 +11,8 @@ import pytest
 
 import httpx
 
-from tests.e2e.test_browser import (
-    IDP_CONFIG,
-    LOGOUT_CONFIRM,
-    cookies_named,
-    echo_of,
-    login,
-    start_browser_stack,
-    submit_logout,
-)
-from tests.support.idp import LOGIN_USERNAME, OidcProvider
+from tests.support.browser_stack import IDP_CONFIG, cookies_named, login, start_browser_stack, submit_logout
+from tests.support.idp import LOGIN_USERNAME, LOGOUT_CONFIRM, OidcProvider
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 

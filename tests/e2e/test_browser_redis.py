@@ -15,10 +15,9 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.test_browser import (
+from tests.support.browser_stack import (
     IDP_CONFIG,
     SHORT_TTL,
-    LOGOUT_CONFIRM,
     Stack,
     cookies_named,
     echo_of,
@@ -29,7 +28,7 @@ from tests.e2e.test_browser import (
     upstream_header,
     visit_through_login,
 )
-from tests.support.idp import OidcProvider
+from tests.support.idp import LOGOUT_CONFIRM, OidcProvider
 from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.redis]
