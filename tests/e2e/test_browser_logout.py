@@ -14,18 +14,11 @@ import httpx
 from tests.support.browser_stack import IDP_CONFIG, cookies_named, login, start_browser_stack, submit_logout
 from tests.support.idp import LOGIN_USERNAME, LOGOUT_CONFIRM, OidcProvider
 from tests.support.ports import free_port
-from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.redis]
 
 PORT = free_port()
 BACKCHANNEL = "/backchannel-logout"
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,6 @@ ACCESS = "access-token-value-that-must-not-leak"
 REFRESH = "refresh-token-value-that-must-not-leak"
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
 def make_settings(server_port: int, prefix: str, **redis_kw) -> SessionSettings:
     redis = RedisSettings(port=server_port, prefix=prefix, connect_timeout_ms=500, read_timeout_ms=500, **redis_kw)
     return SessionSettings(secrets=(SECRET,), storage="redis", redis=redis, refresh_lock_ttl_ms=5000, refresh_lock_wait_ms=5000)
