@@ -18,6 +18,10 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
+import httpx
+
+from kong_oidc_py.errors import ProviderError
+
 MAX_SECONDS = 0.05
 # A run this long of input text inside a message is an echo, not a coincidence.
 ECHO_LEN = 12
@@ -112,6 +116,36 @@ def bounded(fn: Callable[[], T]) -> T:
             spent = time.process_time() - again
             if spent > MAX_SECONDS:
                 raise Violation(f"took {spent * 1000:.1f} ms of CPU (limit {MAX_SECONDS * 1000:.0f} ms)")
+
+
+def fetched_or_refused(fetch: Callable[[], T], body: str, reason: str, allowed: list[str]) -> T | None:
+    """Fetch and parse an IdP answer whose text is `body`, its log lines held to the message
+    rules: the result, or None for a refusal, which must be ProviderError(`reason`) not
+    echoing the body beyond the `allowed` values."""
+    with watched_logs([body], allowed=allowed):
+        try:
+            return bounded(fetch)
+        except ProviderError as err:
+            if err.reason != reason:
+                raise Violation(f"reason {err.reason!r}") from None
+            check_error(err, [body], allowed=allowed)
+            return None
+
+
+class CannedAnswer:
+    """A target's HTTP peer: every request gets `status` and `body` back in-process
+    (httpx.MockTransport), so the real client code runs without a network."""
+
+    def __init__(self, content_type: str) -> None:
+        self.status = 200
+        self.body = b""
+        self._content_type = content_type
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(transport=httpx.MockTransport(self._answer), follow_redirects=False)
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(self.status, content=self.body, headers={"Content-Type": self._content_type})
 
 
 def seeds(name: str) -> Iterator[bytes]:

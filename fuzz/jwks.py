@@ -14,24 +14,17 @@ from __future__ import annotations
 import json
 from typing import Iterator
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from fuzz import contract
-from kong_oidc_py.errors import InvalidToken, ProviderError
+from kong_oidc_py.errors import InvalidToken
 from kong_oidc_py.idp.fetch import Fetcher
 from kong_oidc_py.idp.jwks import ALG_KEY_TYPE, MIN_RSA_BITS, JwksCache, KeySet
 
 NAME = "jwks"
-_body = b""
-
-
-def _answer(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, content=_body, headers={"Content-Type": "application/jwk-set+json"})
-
-
+ANSWER = contract.CannedAnswer("application/jwk-set+json")
 FETCHER = Fetcher(timeout_ms=2000)
-FETCHER._client = httpx.Client(transport=httpx.MockTransport(_answer), follow_redirects=False)
+FETCHER._client = ANSWER.client()
 _PUBLIC = {"RSA": rsa.RSAPublicKey, "EC": ec.EllipticCurvePublicKey}
 
 
@@ -56,18 +49,11 @@ def _named_values(body: str) -> list[str]:
 
 
 def one_input(data: bytes) -> None:
-    global _body
-    _body = data
+    ANSWER.body = data
     body = contract.text(data)
-    allowed = _named_values(body)
-    with contract.watched_logs([body], allowed=allowed):
-        try:
-            keys = contract.bounded(_load)
-        except ProviderError as err:
-            if err.reason != "jwks_failed":
-                raise contract.Violation(f"reason {err.reason!r}") from None
-            contract.check_error(err, [body], allowed=allowed)
-            return
+    keys = contract.fetched_or_refused(_load, body, "jwks_failed", _named_values(body))
+    if keys is None:
+        return
     for entry in keys.entries:
         if entry.kty == "RSA":
             if not isinstance(entry.key, rsa.RSAPublicKey) or entry.key.key_size < MIN_RSA_BITS:

@@ -12,25 +12,16 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import httpx
-
 from fuzz import contract
 from kong_oidc_py.browser.token_endpoint import TokenClient, TokenError, TokenResponse
 from kong_oidc_py.errors import ProviderError
 
 NAME = "token_response"
 STATUSES = (200, 400, 401, 500, 503, 302)
-_answer_with = (200, b"")
-
-
-def _answer(request: httpx.Request) -> httpx.Response:
-    status, body = _answer_with
-    return httpx.Response(status, content=body, headers={"Content-Type": "application/json"})
-
-
+ANSWER = contract.CannedAnswer("application/json")
 CLIENT = TokenClient(client_id="web", client_secret="web-secret", auth_method="client_secret_basic",
                      timeout_ms=2000, ssl_verify=True)
-CLIENT._http = httpx.Client(transport=httpx.MockTransport(_answer), follow_redirects=False)
+CLIENT._http = ANSWER.client()
 
 
 def _exchange() -> TokenResponse:
@@ -39,8 +30,8 @@ def _exchange() -> TokenResponse:
 
 
 def one_input(data: bytes) -> None:
-    global _answer_with
-    _answer_with = (STATUSES[data[0] % len(STATUSES)] if data else 200, data[1:])
+    ANSWER.status = STATUSES[data[0] % len(STATUSES)] if data else 200
+    ANSWER.body = data[1:]
     body = contract.text(data[1:])
     try:
         result = contract.bounded(_exchange)

@@ -45,6 +45,14 @@ def _describe(any_of: AnyOf) -> str:
     return " | ".join(" ".join(sorted(words)) for words in any_of)
 
 
+# kind -> (reason, error_description) when a token lacks every alternative of that kind.
+_UNMET = {
+    "scopes": ("insufficient_scope", "The access token lacks a required scope"),
+    "groups": ("missing_groups", "The access token lacks a required group"),
+    "roles": ("missing_roles", "The access token lacks a required role"),
+}
+
+
 @dataclass(frozen=True)
 class Requirement:
     scopes: AnyOf = ()
@@ -93,6 +101,11 @@ class Requirement:
             if now - auth_time > self.max_age + leeway:
                 raise fail("auth_too_old", f"authenticated {int(now - auth_time)}s ago > max_age {self.max_age}")
 
+    def _word_lists(self) -> tuple[tuple[str, AnyOf, tuple[ClaimPath, ...]], ...]:
+        """(kind, required, where the token carries it), in the order evaluate checks them."""
+        return (("scopes", self.scopes, self.scopes_claim), ("groups", self.groups, self.groups_claim),
+                ("roles", self.roles, self.roles_claim))
+
     def evaluate(self, claims: Mapping[str, Any], cfg: Any = None, trace: Any = None, *, paths: Any = None) -> None:
         """Raise InsufficientScope for the first unmet requirement (scopes, groups, roles,
         claims). The claim locations are part of the Requirement (`cfg` is unused, kept for the
@@ -101,21 +114,11 @@ class Requirement:
         if paths is not None:
             return replace(self, scopes_claim=paths.scopes, groups_claim=paths.groups,
                            roles_claim=paths.roles).evaluate(claims, trace=trace)
-        if self.scopes and not _satisfied(self.scopes, frozenset(claim_values(claims, self.scopes_claim))):
-            raise InsufficientScope(
-                "insufficient_scope", "The access token lacks a required scope",
-                detail=f"required scopes: {_describe(self.scopes)}", scope=self.scope_hint,
-            )
-        if self.groups and not _satisfied(self.groups, frozenset(claim_values(claims, self.groups_claim))):
-            raise InsufficientScope(
-                "missing_groups", "The access token lacks a required group",
-                detail=f"required groups: {_describe(self.groups)}",
-            )
-        if self.roles and not _satisfied(self.roles, frozenset(claim_values(claims, self.roles_claim))):
-            raise InsufficientScope(
-                "missing_roles", "The access token lacks a required role",
-                detail=f"required roles: {_describe(self.roles)}",
-            )
+        for kind, any_of, where in self._word_lists():
+            if any_of and not _satisfied(any_of, frozenset(claim_values(claims, where))):
+                reason, description = _UNMET[kind]
+                raise InsufficientScope(reason, description, detail=f"required {kind}: {_describe(any_of)}",
+                                        scope=self.scope_hint if kind == "scopes" else None)
         for path, allowed in self.claims:
             if allowed.isdisjoint(claim_values(claims, (path,))):
                 raise InsufficientScope(
@@ -127,8 +130,7 @@ class Requirement:
 
     def _trace(self, claims: Mapping[str, Any], trace: Any) -> None:
         """What evaluate accepted (it raised on the first unmet requirement, so each held)."""
-        for kind, any_of, paths in (("scopes", self.scopes, self.scopes_claim), ("groups", self.groups, self.groups_claim),
-                                    ("roles", self.roles, self.roles_claim)):
+        for kind, any_of, paths in self._word_lists():
             where = " or ".join(".".join(p) for p in paths)
             if not any_of:
                 trace.add("requirement", kind, None, "none required")
@@ -225,24 +227,30 @@ def prefix_matches(prefix: str, path: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
-def _requirement(policy: "PolicyConfig", cfg: "PluginConfig") -> Requirement:
+def _plugin_requirement(cfg: "PluginConfig") -> Requirement:
     return Requirement(
-        scopes=policy.scopes_required,
-        groups=policy.groups_required,
-        roles=policy.roles_required,
-        claims=policy.claims,
-        public=policy.public,
-        scope_hint=policy.scope_hint,
-        dpop=policy.dpop,
-        # A policy that sets any step-up field replaces the plugin-level step-up; one that sets
-        # none keeps it (a policy adding scopes must not silently drop an MFA requirement).
-        acr=(policy.acr_required or ()) if policy.step_up_set else cfg.acr_required,
-        amr=(policy.amr_required or ()) if policy.step_up_set else cfg.amr_any_of,
-        max_age=policy.max_age if policy.step_up_set else cfg.max_age,
+        scopes=cfg.scopes_any_of,
+        groups=cfg.groups_any_of,
+        roles=cfg.roles_any_of,
+        scope_hint=cfg.scope_hint,
         scopes_claim=cfg.scopes_claim_paths,
         groups_claim=cfg.groups_claim_paths,
         roles_claim=cfg.roles_claim_paths,
+        acr=cfg.acr_required,
+        amr=cfg.amr_any_of,
+        max_age=cfg.max_age,
     )
+
+
+def _policy_requirement(policy: "PolicyConfig", plugin: Requirement) -> Requirement:
+    """The policy's own requirement on the plugin's claim locations. A policy that sets any
+    step-up field replaces the plugin-level step-up; one that sets none keeps it (a policy adding
+    scopes must not silently drop an MFA requirement)."""
+    own = replace(plugin, scopes=policy.scopes_required, groups=policy.groups_required, roles=policy.roles_required,
+                  claims=policy.claims, public=policy.public, scope_hint=policy.scope_hint, dpop=policy.dpop)
+    if not policy.step_up_set:
+        return own
+    return replace(own, acr=policy.acr_required or (), amr=policy.amr_required or (), max_age=policy.max_age)
 
 
 class PolicySet:
@@ -257,18 +265,7 @@ class PolicySet:
 
     @classmethod
     def from_config(cls, cfg: "PluginConfig") -> "PolicySet":
-        default = MatchedPolicy(DEFAULT_POLICY, Requirement(
-            scopes=cfg.scopes_any_of,
-            groups=cfg.groups_any_of,
-            roles=cfg.roles_any_of,
-            scope_hint=cfg.scope_hint,
-            scopes_claim=cfg.scopes_claim_paths,
-            groups_claim=cfg.groups_claim_paths,
-            roles_claim=cfg.roles_claim_paths,
-            acr=cfg.acr_required,
-            amr=cfg.amr_any_of,
-            max_age=cfg.max_age,
-        ))
+        default = MatchedPolicy(DEFAULT_POLICY, _plugin_requirement(cfg))
         entries = []
         for p in cfg.policies:
             matcher = _Matcher(
@@ -277,7 +274,7 @@ class PolicySet:
                 regexes=tuple(re.compile(x[1:]) for x in p.paths if x.startswith("~")),
                 methods=frozenset(m.upper() for m in p.methods),
             )
-            entries.append((matcher, MatchedPolicy(p.name, _requirement(p, cfg))))
+            entries.append((matcher, MatchedPolicy(p.name, _policy_requirement(p, default.requirement))))
         return cls(tuple(entries), default)
 
     def match(self, *, route_id: str | None = None, route_name: str | None = None,

@@ -1,3 +1,3 @@
-"""Suite-wide fixtures: the real OpenID provider, the real browser, redis."""
+"""Suite-wide fixtures: the real OpenID provider, the real browser, the echo upstream, redis."""
 
-pytest_plugins = ["tests.support.idp_fixtures", "tests.support.browser"]
+pytest_plugins = ["tests.support.idp_fixtures", "tests.support.browser", "tests.support.server_fixtures"]

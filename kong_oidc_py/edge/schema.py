@@ -27,6 +27,10 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _as_is(value: Any) -> Any:
+    return value
+
+
 def field_schema(opt: Option) -> dict[str, Any]:
     """The Kong field definition (without its name) for one option or element spec."""
     out: dict[str, Any] = {"type": opt.type}
@@ -34,20 +38,12 @@ def field_schema(opt: Option) -> dict[str, Any]:
         out["required"] = True
     if opt.default is not UNSET:
         out["default"] = _json_value(opt.default)
-    if opt.one_of is not None:
-        out["one_of"] = list(opt.one_of)
-    if opt.between is not None:
-        out["between"] = list(opt.between)
-    if opt.len_min is not None:
-        out["len_min"] = opt.len_min
-    if opt.len_max is not None:
-        out["len_max"] = opt.len_max
-    if opt.elements is not None:
-        out["elements"] = field_schema(opt.elements)
-    if opt.keys is not None:
-        out["keys"] = field_schema(opt.keys)
-    if opt.values is not None:
-        out["values"] = field_schema(opt.values)
+    # Option attributes Kong spells the same, written only when set.
+    for attr, write in (("one_of", list), ("between", list), ("len_min", _as_is), ("len_max", _as_is),
+                        ("elements", field_schema), ("keys", field_schema), ("values", field_schema)):
+        value = getattr(opt, attr)
+        if value is not None:
+            out[attr] = write(value)
     if opt.fields is not None:
         out["fields"] = [{f.name: field_schema(f)} for f in opt.fields]
     if opt.entity_checks:

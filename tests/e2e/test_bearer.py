@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 
 import pytest
 
 from tests.support.idp import DEFAULT_RESOURCE, OTHER_RESOURCE
-from tests.support.stack import kong_config, oidc, route, start_stack
-from tests.upstream.echo import EchoUpstream
+from tests.support.stack import call, kong_config, oidc, route, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -19,12 +17,6 @@ IDENTITY = {
     "upstream_headers_claims": ["sub", "client_id", "scope", "groups"],
     "upstream_headers_names": ["X-User-Id", "X-Client-Id", "X-Scopes", "X-Groups"],
 }
-
-
-@pytest.fixture(scope="module")
-def echo():
-    with EchoUpstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +55,6 @@ def stack(oidc_provider, echo, tmp_path_factory):
     prefix = tmp_path_factory.mktemp("kong")
     with start_stack(cfg, str(prefix)) as (emu, client):
         yield emu, client
-
-
-def call(stack, path: str, token: str | None = None, method: str = "GET", headers: dict | None = None):
-    emu, client = stack
-    marker = uuid.uuid4().hex
-    h = {**(headers or {}), "X-Test-Request": marker}
-    if token is not None:
-        h["Authorization"] = f"Bearer {token}"
-    response = client.request(method, path, headers=h)
-    return response, emu.log_line_for("X-Test-Request", marker)
 
 
 def upstream_headers(response) -> dict[str, list[str]]:

@@ -1,19 +1,13 @@
 """Browser login end to end (issue 5): chromium -> emulated Kong -> real plugin server -> real
-oidc-provider, with cookie session storage. tests/e2e/test_browser_redis.py reuses the helpers
-here for the Redis storage scenarios.
-
-Every stack listens on 127.0.0.1:<port> with the port picked before start, so the plugin's
-redirect_uri (http://127.0.0.1:<port>/app/callback) is known when the config is written.
-Each route is its own "application": /app (main), /idle (3 s idle timeout), /post
-(client_secret_post); callbacks and logout live under the route's own prefix.
+oidc-provider, with cookie session storage. The stack (its applications /app, /idle and /post,
+each on a port known before start) and the page helpers are in tests/support/browser_stack.py,
+shared with the other browser suites.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
-import socket
 import threading
 import time
 from typing import Any, Iterator
@@ -22,100 +16,25 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.kong_host import Emulator
-from tests.support.idp import DEFAULT_RESOURCE, ALICE, LOGIN_CANCEL, LOGIN_PASSWORD, LOGIN_SUBMIT, LOGIN_USERNAME, LOGOUT_CONFIRM, OidcProvider
-from tests.support.stack import kong_config, oidc, oidc_spec, route
-from tests.upstream.echo import EchoUpstream
+from tests.support.browser_stack import (
+    IDP_CONFIG,
+    SESSION_SECRET,
+    SHORT_TTL,
+    Stack,
+    cookies_named,
+    echo_of,
+    login,
+    page_fetch,
+    set_cookie_value,
+    sign_in,
+    start_browser_stack,
+    submit_logout,
+    upstream_header,
+    visit_through_login,
+)
+from tests.support.idp import LOGIN_CANCEL, LOGIN_USERNAME, LOGOUT_CONFIRM, OidcProvider
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-
-SESSION_SECRET = "browser-suite-session-secret-0123456789abcdef"
-IDENTITY = {
-    "upstream_headers_claims": ["sub", "groups"],
-    "upstream_headers_names": ["X-User-Id", "X-Groups"],
-}
-SHORT_TTL = 4  # provider AccessToken TTL for the refresh scenarios (seconds)
-# Each route is an application with its own callback (any loopback port matches).
-IDP_CONFIG = {
-    "redirect_uris": [f"http://127.0.0.1/{app}/callback" for app in ("app", "idle", "post")],
-    "post_logout_redirect_uris": ["http://127.0.0.1/logged-out"],
-}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def app_plugin(issuer: str, base: str, prefix: str, **extra: Any) -> dict:
-    conf: dict[str, Any] = {
-        "auth_methods": ["authorization_code", "session", "bearer"],
-        "client_id": "web",
-        "client_secret": "web-secret",
-        "redirect_uri": f"{base}{prefix}/callback",
-        "session_secret": SESSION_SECRET,
-        "session_cookie_secure": False,
-        "logout_uri_suffix": "/logout",
-        "logout_redirect_uri": f"{base}/logged-out",
-        "audience_required": [DEFAULT_RESOURCE],  # bearer calls carry the IdP's API tokens
-        **IDENTITY,
-    }
-    conf.update(extra)
-    return oidc(issuer, **conf)
-
-
-class Stack:
-    """One emulated Kong (own plugin server process) on a known port."""
-
-    def __init__(self, emu: Emulator, base: str, echo: EchoUpstream) -> None:
-        self.emu, self.base, self.echo = emu, base, echo
-
-    def url(self, path: str) -> str:
-        return self.base + path
-
-    def log_lines(self) -> list[dict]:
-        return self.emu.log_lines()
-
-    def oidc_logs(self) -> list[dict]:
-        return [line["oidc"] for line in self.emu.log_lines() if isinstance(line.get("oidc"), dict)]
-
-    def refresh_count(self) -> int:
-        return sum(1 for o in self.oidc_logs() if o.get("refreshed"))
-
-
-@contextlib.contextmanager
-def start_browser_stack(issuer: str, echo: EchoUpstream, prefix: str, *, app_extra: dict | None = None,
-                        port: int | None = None, workers: int = 2) -> Iterator[Stack]:
-    port = port or free_port()
-    base = f"http://127.0.0.1:{port}"
-    extra = dict(app_extra or {})
-    policies = {"policies": [
-        {"name": "admins-area", "paths": ["/app/admin"], "groups_required": ["admins"]},
-        {"name": "auditors-area", "paths": ["/app/audit"], "groups_required": ["auditors"]},
-    ]}
-    routes = [
-        route("app", "/app", app_plugin(issuer, base, "/app", **policies, **extra)),
-        route("idle", "/idle", app_plugin(issuer, base, "/idle", session_cookie_name="idle_session",
-                                          session_idling_timeout=3, **extra)),
-        route("post", "/post", app_plugin(issuer, base, "/post", client_id="web-post", client_secret="web-post-secret",
-                                          token_endpoint_auth_method="client_secret_post",
-                                          session_cookie_name="post_session", **extra)),
-        route("out", "/logged-out"),
-    ]
-    cfg = kong_config(echo.port, routes=routes)
-    emu = Emulator(prefix=prefix, workers=workers, read_timeout=15)
-    try:
-        emu.start(cfg, [oidc_spec(prefix)], port=port)
-        yield Stack(emu, base, echo)
-    finally:
-        emu.stop()
-
-
-@pytest.fixture(scope="module")
-def echo():
-    with EchoUpstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")
@@ -140,70 +59,6 @@ def short_idp() -> Iterator[OidcProvider]:
 def short_stack(short_idp, echo, tmp_path_factory) -> Iterator[Stack]:
     with start_browser_stack(short_idp.issuer, echo, str(tmp_path_factory.mktemp("kong-short"))) as s:
         yield s
-
-
-# -- browser helpers --------------------------------------------------------------------------
-
-
-def sign_in(page, user=ALICE) -> None:
-    page.wait_for_selector(LOGIN_USERNAME)
-    page.fill(LOGIN_USERNAME, user.username)
-    page.fill(LOGIN_PASSWORD, user.password)
-    page.click(LOGIN_SUBMIT)
-
-
-def login(page, url: str, user=ALICE) -> dict:
-    """Visit `url`, sign in at the provider, return the echo JSON of the page we land on."""
-    page.goto(url)
-    sign_in(page, user)
-    page.wait_for_url(url)
-    return echo_of(page)
-
-
-def visit_through_login(page, url: str, idp: OidcProvider) -> list[str]:
-    """Visit `url` while the provider still has its own session (silent SSO): returns the
-    authorization requests the navigation went through and asserts it landed back on `url`."""
-    seen: list[str] = []
-
-    def record(request) -> None:
-        if request.url.startswith(idp.authorization_endpoint + "?"):  # not the provider's own /auth/<uid> resume
-            seen.append(request.url)
-
-    page.on("request", record)
-    try:
-        response = page.goto(url)
-        page.wait_for_url(url)
-    finally:
-        page.remove_listener("request", record)
-    assert response.status == 200
-    assert all(r.status < 500 for r in _chain(response))
-    return seen
-
-
-def echo_of(page) -> dict:
-    return json.loads(page.inner_text("body"))
-
-
-def upstream_header(echoed: dict, name: str) -> list[str]:
-    return [v for k, v in echoed["headers"] if k.lower() == name.lower()]
-
-
-def page_fetch(page, url: str, **init: Any) -> dict:
-    return page.evaluate(
-        """async ([url, init]) => {
-            const r = await fetch(url, init);
-            return {status: r.status, type: r.headers.get('content-type'), body: await r.text()};
-        }""",
-        [url, init],
-    )
-
-
-def cookies_named(context, prefix: str) -> list[dict]:
-    return [c for c in context.cookies() if c["name"] == prefix or c["name"].startswith(prefix + "_")]
-
-
-def set_cookie_value(context, base: str, name: str, value: str) -> None:
-    context.add_cookies([{"name": name, "value": value, "url": base + "/"}])
 
 
 def navigation_headers() -> dict[str, str]:
@@ -365,16 +220,6 @@ def test_bad_session_cookie_sends_the_browser_back_to_login(stack, idp, page, co
     assert fresh["value"] != mutate(session["value"])
 
 
-def _chain(response) -> list:
-    out, request = [], response.request
-    while request is not None:
-        r = request.response()
-        if r is not None:
-            out.append(r)
-        request = request.redirected_from
-    return out
-
-
 def test_provider_error_gives_a_403_page_not_a_loop(stack, page):
     page.goto(stack.url("/app/cancel"))
     page.wait_for_selector(LOGIN_CANCEL)
@@ -499,14 +344,6 @@ def test_failed_refresh_sends_navigation_to_login_and_api_calls_to_401(short_sta
 
 
 # -- logout -----------------------------------------------------------------------------------
-
-
-def submit_logout(page, url: str) -> None:
-    page.evaluate(
-        """(url) => { const f = document.createElement('form'); f.method = 'POST'; f.action = url;
-                      document.body.appendChild(f); f.submit(); }""",
-        url,
-    )
 
 
 def test_logout_ends_the_provider_session_too(stack, page, context):

@@ -7,17 +7,10 @@ from typing import Iterator
 
 import pytest
 
-from tests.e2e.test_browser import IDP_CONFIG, echo_of, login, start_browser_stack
+from tests.support.browser_stack import IDP_CONFIG, echo_of, login, start_browser_stack
 from tests.support.idp import OidcProvider
-from tests.upstream.echo import EchoUpstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[EchoUpstream]:
-    with EchoUpstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")

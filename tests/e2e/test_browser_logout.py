@@ -11,35 +11,14 @@ import pytest
 
 import httpx
 
-from tests.e2e.test_browser import (
-    IDP_CONFIG,
-    LOGOUT_CONFIRM,
-    cookies_named,
-    echo_of,
-    login,
-    start_browser_stack,
-    submit_logout,
-)
-from tests.support.idp import LOGIN_USERNAME, OidcProvider
-from tests.support.redis_server import RedisServer, free_port
-from tests.upstream.echo import EchoUpstream
+from tests.support.browser_stack import IDP_CONFIG, cookies_named, login, start_browser_stack, submit_logout
+from tests.support.idp import LOGIN_USERNAME, LOGOUT_CONFIRM, OidcProvider
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.redis]
 
 PORT = free_port()
 BACKCHANNEL = "/backchannel-logout"
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[EchoUpstream]:
-    with EchoUpstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")

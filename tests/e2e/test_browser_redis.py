@@ -7,6 +7,7 @@ Kong B on the same 127.0.0.1: exactly the "several gateways behind one hostname"
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
@@ -15,10 +16,9 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.test_browser import (
+from tests.support.browser_stack import (
     IDP_CONFIG,
     SHORT_TTL,
-    LOGOUT_CONFIRM,
     Stack,
     cookies_named,
     echo_of,
@@ -29,17 +29,10 @@ from tests.e2e.test_browser import (
     upstream_header,
     visit_through_login,
 )
-from tests.support.idp import OidcProvider
+from tests.support.idp import LOGOUT_CONFIRM, OidcProvider
 from tests.support.redis_server import RedisServer
-from tests.upstream.echo import EchoUpstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.redis]
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +44,15 @@ def rdb(redis_server) -> Iterator[redis.Redis]:
         client.close()
 
 
-@pytest.fixture(scope="module")
-def echo() -> Iterator[EchoUpstream]:
-    with EchoUpstream() as up:
-        yield up
-
-
-def _redis_extra(server: RedisServer) -> dict:
-    return {"session_storage": "redis", "session_redis_host": server.host, "session_redis_port": server.port}
+@contextlib.contextmanager
+def two_gateways(issuer: str, echo, redis_server: RedisServer, tmp_path_factory,
+                 name: str) -> Iterator[tuple[Stack, Stack]]:
+    """Two emulated Kongs, each with its own plugin server, storing sessions in one Redis."""
+    extra = {"session_storage": "redis", "session_redis_host": redis_server.host,
+             "session_redis_port": redis_server.port}
+    with start_browser_stack(issuer, echo, str(tmp_path_factory.mktemp(f"{name}-a")), app_extra=extra) as a, \
+            start_browser_stack(issuer, echo, str(tmp_path_factory.mktemp(f"{name}-b")), app_extra=extra) as b:
+        yield a, b
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +63,8 @@ def idp() -> Iterator[OidcProvider]:
 
 @pytest.fixture(scope="module")
 def stacks(idp, echo, redis_server, tmp_path_factory) -> Iterator[tuple[Stack, Stack]]:
-    extra = _redis_extra(redis_server)
-    with start_browser_stack(idp.issuer, echo, str(tmp_path_factory.mktemp("kong-a")), app_extra=extra) as a, \
-            start_browser_stack(idp.issuer, echo, str(tmp_path_factory.mktemp("kong-b")), app_extra=extra) as b:
-        yield a, b
+    with two_gateways(idp.issuer, echo, redis_server, tmp_path_factory, "kong") as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +75,8 @@ def short_idp() -> Iterator[OidcProvider]:
 
 @pytest.fixture(scope="module")
 def short_stacks(short_idp, echo, redis_server, tmp_path_factory) -> Iterator[tuple[Stack, Stack]]:
-    extra = _redis_extra(redis_server)
-    with start_browser_stack(short_idp.issuer, echo, str(tmp_path_factory.mktemp("kong-sa")), app_extra=extra) as a, \
-            start_browser_stack(short_idp.issuer, echo, str(tmp_path_factory.mktemp("kong-sb")), app_extra=extra) as b:
-        yield a, b
+    with two_gateways(short_idp.issuer, echo, redis_server, tmp_path_factory, "kong-short") as pair:
+        yield pair
 
 
 def session_keys(rdb: redis.Redis) -> set[bytes]:

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from tests.support.ports import free_port
 from tests.support.stack import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -21,14 +22,11 @@ def test_demo_scenarios_behave_as_printed():
 
 def test_emulator_runs_on_its_own_with_the_root_kong_yml(tmp_path):
     # `python -m tests.kong_host --config kong.yml --port N` registers this project's plugin server.
-    import socket
     import time
 
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.kong_host", "--config", "kong.yml", "--port", str(port), "--prefix", str(tmp_path)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -4,7 +4,6 @@ proofs go through emulated Kong to the plugin server, and each replay an attacke
 
 from __future__ import annotations
 
-import uuid
 
 import httpx
 import pytest
@@ -12,8 +11,7 @@ import pytest
 from tests.support.dpop import proof, thumbprint
 from tests.support.idp import DEFAULT_RESOURCE, M2M
 from tests.support.keys import ec_key
-from tests.support.stack import kong_config, oidc, route, start_stack
-from tests.upstream.echo import EchoUpstream
+from tests.support.stack import call, kong_config, oidc, route, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -22,20 +20,19 @@ THIEF_KEY = ec_key("P-256", kid=None)
 
 
 @pytest.fixture(scope="module")
-def stack(oidc_provider, tmp_path_factory):
+def stack(oidc_provider, echo, tmp_path_factory):
     issuer = oidc_provider.issuer
     base = {"audience_required": [DEFAULT_RESOURCE], "upstream_headers_claims": ["sub"],
             "upstream_headers_names": ["X-User-Id"]}
-    with EchoUpstream() as echo:
-        cfg = kong_config(echo.port, routes=[
-            route("optional", "/optional", oidc(issuer, proof_of_possession_dpop="optional", **base)),
-            route("strict", "/strict", oidc(issuer, proof_of_possession_dpop="strict", **base)),
-            route("nonce", "/nonce", oidc(issuer, proof_of_possession_dpop="optional", dpop_use_nonce=True,
-                                          dpop_nonce_secret="n" * 40, **base)),
-            route("off", "/off", oidc(issuer, **base)),
-        ])
-        with start_stack(cfg, str(tmp_path_factory.mktemp("kong"))) as (emu, client):
-            yield emu, client
+    cfg = kong_config(echo.port, routes=[
+        route("optional", "/optional", oidc(issuer, proof_of_possession_dpop="optional", **base)),
+        route("strict", "/strict", oidc(issuer, proof_of_possession_dpop="strict", **base)),
+        route("nonce", "/nonce", oidc(issuer, proof_of_possession_dpop="optional", dpop_use_nonce=True,
+                                      dpop_nonce_secret="n" * 40, **base)),
+        route("off", "/off", oidc(issuer, **base)),
+    ])
+    with start_stack(cfg, str(tmp_path_factory.mktemp("kong"))) as (emu, client):
+        yield emu, client
 
 
 def dpop_token(idp, key=CLIENT_KEY) -> dict:
@@ -51,13 +48,8 @@ def dpop_token(idp, key=CLIENT_KEY) -> dict:
 
 
 def send(stack, path, token, *, scheme="DPoP", proof_header=None, method="GET", headers=None):
-    emu, client = stack
-    marker = uuid.uuid4().hex
-    h = {"Authorization": f"{scheme} {token}", "X-Test-Request": marker, **(headers or {})}
-    if proof_header is not None:
-        h["DPoP"] = proof_header
-    response = client.request(method, path, headers=h)
-    return response, emu.log_line_for("X-Test-Request", marker)
+    proof_headers = {"DPoP": proof_header} if proof_header is not None else {}
+    return call(stack, path, token, scheme=scheme, method=method, headers={**(headers or {}), **proof_headers})
 
 
 def url(stack, path) -> str:

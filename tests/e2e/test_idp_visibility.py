@@ -13,17 +13,10 @@ import pytest
 from tests.support.fake_idp import FakeIdP
 from tests.support.keys import claims, rsa_key
 from tests.support.stack import kong_config, oidc, route, start_stack
-from tests.upstream.echo import EchoUpstream
 
 pytestmark = pytest.mark.integration
 
 KEY = rsa_key()
-
-
-@pytest.fixture(scope="module")
-def echo():
-    with EchoUpstream() as up:
-        yield up
 
 
 def test_a_failing_jwks_is_in_kongs_default_error_log_with_its_cause_and_the_deny_names_it(echo, tmp_path):

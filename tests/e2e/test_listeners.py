@@ -14,7 +14,7 @@ from tests.kong_host.rpc import RpcClient
 from tests.support.fake_idp import FakeIdP
 from tests.support.keys import claims, rsa_key
 from tests.support.stack import kong_config, oidc, route, start_stack
-from tests.upstream.echo import EchoUpstream, header_values
+from tests.upstream.echo import header_values
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +26,6 @@ def idp():
     with FakeIdP() as server:
         server.set_keys(KEY)
         yield server
-
-
-@pytest.fixture(scope="module")
-def echo():
-    with EchoUpstream() as up:
-        yield up
 
 
 def which_listener(emu) -> str:

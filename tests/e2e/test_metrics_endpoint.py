@@ -1,23 +1,17 @@
 """Prometheus metrics from the real plugin server, read after traffic through the emulator."""
 
 import os
-import socket
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.idp import DEFAULT_RESOURCE
+from tests.support.ports import free_port
 from tests.support.stack import guard, kong_config, oidc, route, start_stack
 from tests.upstream.echo import EchoUpstream
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def samples(port: int) -> dict[tuple[str, tuple], float]:

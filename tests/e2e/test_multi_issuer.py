@@ -4,14 +4,12 @@ audience and scopes claim; a token naming any other issuer never makes the plugi
 from __future__ import annotations
 
 import threading
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from tests.support.idp import DEFAULT_RESOURCE, OidcProvider
-from tests.support.stack import kong_config, oidc, route, start_stack
-from tests.upstream.echo import EchoUpstream
+from tests.support.stack import call, kong_config, oidc, route, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -48,18 +46,14 @@ class CountingServer:
 @pytest.fixture(scope="module")
 def idp_b():
     # The customer IdP: its own audience, and scopes in `scp` (its clients get only "write" in scope).
-    provider = OidcProvider({
+    with OidcProvider({
         "resources": {B_RESOURCE: {"scope": "read write", "alg": "ES256"}},
         "default_resource": B_RESOURCE,
         "clients": [{"client_id": "m2m", "client_secret": "m2m-secret", "grant_types": ["client_credentials"],
                      "response_types": [], "redirect_uris": [], "allowed_scopes": "write",
                      "extra_claims": {"scp": ["read"]}}],
-    })
-    try:
-        provider.start()
+    }) as provider:
         yield provider
-    finally:
-        provider.close()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +64,7 @@ def stranger():
 
 
 @pytest.fixture(scope="module")
-def stack(oidc_provider, idp_b, tmp_path_factory):
+def stack(oidc_provider, idp_b, echo, tmp_path_factory):
     plugin = oidc(
         oidc_provider.issuer,
         audience_required=[DEFAULT_RESOURCE],
@@ -79,17 +73,9 @@ def stack(oidc_provider, idp_b, tmp_path_factory):
         upstream_headers_claims=["sub", "iss"],
         upstream_headers_names=["X-User-Id", "X-Issuer"],
     )
-    with EchoUpstream() as echo:
-        cfg = kong_config(echo.port, routes=[route("multi", "/multi", plugin)])
-        with start_stack(cfg, str(tmp_path_factory.mktemp("kong"))) as (emu, client):
-            yield emu, client
-
-
-def call(stack, token: str):
-    emu, client = stack
-    marker = uuid.uuid4().hex
-    response = client.get("/multi/x", headers={"Authorization": f"Bearer {token}", "X-Test-Request": marker})
-    return response, emu.log_line_for("X-Test-Request", marker)
+    cfg = kong_config(echo.port, routes=[route("multi", "/multi", plugin)])
+    with start_stack(cfg, str(tmp_path_factory.mktemp("kong"))) as (emu, client):
+        yield emu, client
 
 
 def upstream(response) -> dict[str, str]:
@@ -97,13 +83,13 @@ def upstream(response) -> dict[str, str]:
 
 
 def test_token_from_the_first_issuer_passes_with_its_rules(stack, oidc_provider):
-    response, line = call(stack, oidc_provider.client_credentials_token(scope="read"))
+    response, line = call(stack, "/multi/x", oidc_provider.client_credentials_token(scope="read"))
     assert response.status_code == 200 and upstream(response)["x-issuer"] == oidc_provider.issuer
 
 
 def test_token_from_the_second_issuer_passes_with_its_keys_audience_and_scp(stack, idp_b):
     token = idp_b.client_credentials_token(scope="write", resource=B_RESOURCE)
-    response, line = call(stack, token)
+    response, line = call(stack, "/multi/x", token)
     assert response.status_code == 200, line["oidc"]
     assert upstream(response)["x-issuer"] == idp_b.issuer and line["oidc"]["scopes"] == "read"
 
@@ -111,7 +97,7 @@ def test_token_from_the_second_issuer_passes_with_its_keys_audience_and_scp(stac
 def test_first_issuers_audience_does_not_open_the_second(stack, oidc_provider, idp_b):
     # A token of issuer A for B's audience fails A's audience rule.
     token = oidc_provider.client_credentials_token(scope="read", resource="urn:kong-oidc-py:other")
-    response, line = call(stack, token)
+    response, line = call(stack, "/multi/x", token)
     assert response.status_code == 401 and line["oidc"]["reason"] == "bad_audience"
 
 
@@ -122,7 +108,7 @@ def test_second_issuer_cannot_sign_for_the_first(stack, oidc_provider, idp_b):
     now = int(time.time())
     forged = key.sign({"iss": oidc_provider.issuer, "aud": DEFAULT_RESOURCE, "sub": "x", "scope": "read",
                        "iat": now, "exp": now + 300})
-    response, line = call(stack, forged)
+    response, line = call(stack, "/multi/x", forged)
     assert response.status_code == 401 and line["oidc"]["reason"] in ("unknown_kid", "bad_signature")
 
 
@@ -133,6 +119,6 @@ def test_untrusted_issuer_is_refused_and_never_contacted(stack, oidc_provider, s
     token = oidc_provider.signing_key("RS256").sign({
         "iss": stranger.url, "aud": DEFAULT_RESOURCE, "sub": "x", "scope": "read", "iat": now, "exp": now + 300,
     })
-    response, line = call(stack, token)
+    response, line = call(stack, "/multi/x", token)
     assert response.status_code == 401 and line["oidc"]["reason"] == "bad_issuer"
     assert stranger.hits == 0

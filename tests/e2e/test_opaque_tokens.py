@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,8 +14,7 @@ import pytest
 
 from tests.support.idp import DEFAULT_RESOURCE, OTHER_RESOURCE, M2M, OidcProvider
 from tests.support.keys import ec_key
-from tests.support.stack import kong_config, oidc, route, start_stack
-from tests.upstream.echo import EchoUpstream
+from tests.support.stack import call, kong_config, oidc, route, start_stack
 
 pytestmark = pytest.mark.integration
 
@@ -82,12 +80,8 @@ def idp():
              "response_types": [], "redirect_uris": [], "introspection_signed_response_alg": "RS256"},
         ],
     }
-    provider = OidcProvider(config)
-    try:
-        provider.start()
+    with OidcProvider(config) as provider:
         yield provider
-    finally:
-        provider.close()
 
 
 @pytest.fixture(scope="module")
@@ -98,38 +92,27 @@ def proxy(idp):
 
 
 @pytest.fixture(scope="module")
-def stack(idp, proxy, tmp_path_factory):
+def stack(idp, proxy, echo, tmp_path_factory):
     issuer = idp.issuer
     base = {"auth_methods": ["bearer", "introspection"], "audience_required": [DEFAULT_RESOURCE], **IDENTITY}
     basic = {"client_id": M2M.client_id, "client_secret": M2M.client_secret}
     counted = f"{proxy.url}/token/introspection"
-    with EchoUpstream() as echo:
-        cfg = kong_config(echo.port, routes=[
-            route("basic", "/basic", oidc(issuer, **base, **basic, scopes_required=["read"])),
-            route("admin", "/admin", oidc(issuer, **base, **basic, scopes_required=["admin"])),
-            route("post", "/post", oidc(issuer, **base, client_id="web-post", client_secret="web-post-secret",
-                                         introspection_endpoint_auth_method="client_secret_post")),
-            route("pkjwt", "/pkjwt", oidc(issuer, **base, client_id="rs-jwt",
-                                           introspection_endpoint_auth_method="private_key_jwt",
-                                           client_jwk=json.dumps(CLIENT_KEY.private_jwk()))),
-            route("signed", "/signed", oidc(issuer, **base, client_id="rs-signed", client_secret="rs-signed-secret",
-                                             introspection_accept="application/token-introspection+jwt")),
-            route("counted", "/counted", oidc(issuer, **base, **basic, introspection_endpoint=counted)),
-            route("dpop", "/dpop", oidc(issuer, **base, **basic, proof_of_possession_dpop="optional")),
-            route("down", "/down", oidc(issuer, **base, **basic, introspection_endpoint="http://127.0.0.1:9/x")),
-        ])
-        with start_stack(cfg, str(tmp_path_factory.mktemp("kong"))) as (emu, client):
-            yield emu, client
-
-
-def call(stack, path: str, token: str | None, headers: dict | None = None):
-    emu, client = stack
-    marker = uuid.uuid4().hex
-    h = {**(headers or {}), "X-Test-Request": marker}
-    if token is not None:
-        h["Authorization"] = f"Bearer {token}"
-    response = client.get(path, headers=h)
-    return response, emu.log_line_for("X-Test-Request", marker)
+    cfg = kong_config(echo.port, routes=[
+        route("basic", "/basic", oidc(issuer, **base, **basic, scopes_required=["read"])),
+        route("admin", "/admin", oidc(issuer, **base, **basic, scopes_required=["admin"])),
+        route("post", "/post", oidc(issuer, **base, client_id="web-post", client_secret="web-post-secret",
+                                     introspection_endpoint_auth_method="client_secret_post")),
+        route("pkjwt", "/pkjwt", oidc(issuer, **base, client_id="rs-jwt",
+                                       introspection_endpoint_auth_method="private_key_jwt",
+                                       client_jwk=json.dumps(CLIENT_KEY.private_jwk()))),
+        route("signed", "/signed", oidc(issuer, **base, client_id="rs-signed", client_secret="rs-signed-secret",
+                                         introspection_accept="application/token-introspection+jwt")),
+        route("counted", "/counted", oidc(issuer, **base, **basic, introspection_endpoint=counted)),
+        route("dpop", "/dpop", oidc(issuer, **base, **basic, proof_of_possession_dpop="optional")),
+        route("down", "/down", oidc(issuer, **base, **basic, introspection_endpoint="http://127.0.0.1:9/x")),
+    ])
+    with start_stack(cfg, str(tmp_path_factory.mktemp("kong"))) as (emu, client):
+        yield emu, client
 
 
 def upstream(response) -> dict[str, str]:

@@ -14,7 +14,6 @@ import pytest
 
 from tests.support.idp import DEFAULT_RESOURCE
 from tests.support.stack import kong_config, oidc, route, start_stack
-from tests.upstream.echo import EchoUpstream
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +25,6 @@ def policies(prefix: str) -> list[dict]:
         {"name": "pub", "paths": [f"{prefix}/pub"], "public": True},
         {"name": "admin", "paths": [f"{prefix}/admin"], "scopes_required": ["admin"]},
     ]
-
-
-@pytest.fixture(scope="module")
-def echo():
-    with EchoUpstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")

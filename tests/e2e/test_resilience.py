@@ -7,7 +7,6 @@ import copy
 import json
 import socket
 import threading
-import uuid
 
 import httpx
 import msgpack
@@ -16,20 +15,13 @@ import pytest
 from tests.kong_host.declarative import DeclarativeError
 from tests.support.fake_idp import FakeIdP
 from tests.support.keys import claims, rsa_key
-from tests.support.stack import kong_config, oidc, route, start_stack
-from tests.upstream.echo import EchoUpstream
+from tests.support.stack import call, kong_config, oidc, route, start_stack
 
 pytestmark = pytest.mark.integration
 
 KEY = rsa_key()
 IDENTITY = {"upstream_headers_claims": ["sub"], "upstream_headers_names": ["X-User-Id"]}
 AUDIENCE = {"audience_required": ["api"]}  # the fake IdP's tokens (tests/support/keys.py claims)
-
-
-@pytest.fixture(scope="module")
-def echo():
-    with EchoUpstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +55,6 @@ def stack(idp, echo, tmp_path_factory):
 
 def token(idp, **extra):
     return KEY.sign(claims(idp.issuer, sub="user-1", **extra))
-
-
-def call(stack, path, tok=None, **headers):
-    emu, client = stack
-    marker = uuid.uuid4().hex
-    headers["X-Test-Request"] = marker
-    if tok is not None:
-        headers["Authorization"] = f"Bearer {tok}"
-    response = client.get(path, headers=headers)
-    return response, emu.log_line_for("X-Test-Request", marker)
 
 
 # -- config lifecycle ---------------------------------------------------------------------

@@ -13,11 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.e2e.test_browser import IDP_CONFIG, Stack, app_plugin, echo_of, free_port, page_fetch, sign_in
-from tests.kong_host import Emulator
+from tests.support.browser_stack import IDP_CONFIG, Stack, app_plugin, echo_of, page_fetch, sign_in, start_on_known_port
 from tests.support.idp import DEFAULT_RESOURCE, OidcProvider
-from tests.support.stack import kong_config, oidc, oidc_spec, route
-from tests.upstream.echo import EchoUpstream
+from tests.support.stack import oidc, route
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -31,22 +29,16 @@ def idp() -> Iterator[OidcProvider]:
 
 
 @pytest.fixture(scope="module")
-def stack(idp, tmp_path_factory) -> Iterator[Stack]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    prefix = str(tmp_path_factory.mktemp("kong"))
-    with EchoUpstream() as echo:
-        routes = [
+def stack(idp, echo, tmp_path_factory) -> Iterator[Stack]:
+    def routes(base: str) -> list[dict]:
+        return [
             route("app", "/app", app_plugin(idp.issuer, base, "/app", policies=[ADMIN_POLICY])),
             route("api", "/api", oidc(idp.issuer, audience_required=[DEFAULT_RESOURCE], acr_required=["mfa"],
                                       max_age=600)),
         ]
-        emu = Emulator(prefix=prefix, workers=2, read_timeout=15)
-        try:
-            emu.start(kong_config(echo.port, routes=routes), [oidc_spec(prefix)], port=port)
-            yield Stack(emu, base, echo)
-        finally:
-            emu.stop()
+
+    with start_on_known_port(routes, echo, str(tmp_path_factory.mktemp("kong"))) as s:
+        yield s
 
 
 def allow_logs(stack: Stack, policy: str) -> list[dict]:

@@ -13,6 +13,7 @@ import pytest
 from kong_oidc_py.browser.session.locks import LockTimeout, RedisLock, StoreUnavailable
 from kong_oidc_py.browser.session.model import Session
 from kong_oidc_py.browser.session.store import RedisSettings, RedisStore, SessionSettings, make_redis_client
+from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -21,12 +22,6 @@ SECRET = "a-very-long-session-secret-for-tests-0001"
 T0 = time.time()  # Redis TTLs run on Redis' clock, so sessions are created "now"
 ACCESS = "access-token-value-that-must-not-leak"
 REFRESH = "refresh-token-value-that-must-not-leak"
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
 
 
 def make_settings(server_port: int, prefix: str, **redis_kw) -> SessionSettings:
@@ -228,14 +223,8 @@ def test_waiter_gets_the_lock_once_released(stores: tuple[RedisStore, RedisStore
 # -- outages ------------------------------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_redis_down_raises_store_unavailable_quickly(prefix: str) -> None:
-    store = RedisStore(make_settings(closed_port(), prefix))
+    store = RedisStore(make_settings(free_port(), prefix))
     cookies = cookies_from(store._write_payload({"i": "x" * 24, "k": "A" * 43}, {}, T0, 60, compress=False))
     started = time.monotonic()
     with pytest.raises(StoreUnavailable):
@@ -244,7 +233,7 @@ def test_redis_down_raises_store_unavailable_quickly(prefix: str) -> None:
 
 
 def test_save_with_redis_down_raises_store_unavailable(prefix: str) -> None:
-    store = RedisStore(make_settings(closed_port(), prefix))
+    store = RedisStore(make_settings(free_port(), prefix))
     with pytest.raises(StoreUnavailable):
         store.save(new_session(), {}, T0)
 
@@ -262,7 +251,7 @@ def test_silent_redis_times_out_instead_of_hanging(prefix: str) -> None:
 
 
 def test_lock_with_redis_down_raises_store_unavailable(prefix: str) -> None:
-    client = make_redis_client(RedisSettings(port=closed_port(), connect_timeout_ms=200, read_timeout_ms=200))
+    client = make_redis_client(RedisSettings(port=free_port(), connect_timeout_ms=200, read_timeout_ms=200))
     with pytest.raises(StoreUnavailable):
         RedisLock(client, prefix + ":lock", ttl_ms=1000, wait_ms=1000).acquire()
 

@@ -95,13 +95,7 @@ def parse_query(args: str, max_args: int = 100) -> dict:
             k, v = unquote_plus(part), True
         if k == "":
             continue
-        if k in out:
-            if isinstance(out[k], list):
-                out[k].append(v)
-            else:
-                out[k] = [out[k], v]
-        else:
-            out[k] = v
+        _put_repeatable(out, k, v)
     return out
 
 
@@ -113,15 +107,19 @@ def headers_table(pairs: list[tuple[str, str]], max_headers: int = 100) -> dict:
     for i, (k, v) in enumerate(pairs):
         if i >= max_headers:
             break
-        k = k.lower()
-        if k in out:
-            if isinstance(out[k], list):
-                out[k].append(v)
-            else:
-                out[k] = [out[k], v]
-        else:
-            out[k] = v
+        _put_repeatable(out, k.lower(), v)
     return out
+
+
+def _put_repeatable(out: dict, key: str, value: Any) -> None:
+    """lua-nginx-module's args and headers tables: a name seen again turns its value into an
+    array, in the order received."""
+    if key not in out:
+        out[key] = value
+    elif isinstance(out[key], list):
+        out[key].append(value)
+    else:
+        out[key] = [out[key], value]
 
 
 def _check_max(name: str, value: Any) -> int:
@@ -141,16 +139,7 @@ def validate_header(name: Any, value: Any, multi: bool = True) -> Any:
     """kong/pdk/private/checks.lua validate_header + normalize_multi_header."""
     if not isinstance(name, str):
         raise LuaError(f'invalid header name "{lua_tostring(name)}": got {lua_type(name)}, expected string')
-    if isinstance(value, str):
-        return value if value != "" else " "
-    if isinstance(value, list) and multi:
-        for vv in value:
-            if not isinstance(vv, str):
-                raise LuaError(f'invalid header value in array "{name}": got {lua_type(vv)}, expected string')
-        return [v if v != "" else " " for v in value]
-    if isinstance(value, (bool, int, float)):
-        return lua_tostring(value)
-    raise LuaError(f'invalid header value for "{name}": got {lua_type(value)}, expected array of string, string, number or boolean')
+    return _header_value(name, value, "array of string, string, number or boolean", multi)
 
 
 def validate_headers(headers: Any) -> dict:
@@ -163,18 +152,23 @@ def validate_headers(headers: Any) -> dict:
     for k, v in headers.items():
         if not isinstance(k, str):
             raise LuaError(f'invalid header name "{k}": got {lua_type(k)}, expected string')
-        if isinstance(v, list):
-            for vv in v:
-                if not isinstance(vv, str):
-                    raise LuaError(f'invalid header value in array "{k}": got {lua_type(vv)}, expected string')
-            out[k] = [x if x != "" else " " for x in v]
-        elif isinstance(v, str):
-            out[k] = v if v != "" else " "
-        elif isinstance(v, (bool, int, float)):
-            out[k] = lua_tostring(v)
-        else:
-            raise LuaError(f'invalid header value for "{k}": got {lua_type(v)}, expected string, number, boolean or array of strings')
+        out[k] = _header_value(k, v, "string, number, boolean or array of strings")
     return out
+
+
+def _header_value(name: str, value: Any, expected: str, multi: bool = True) -> Any:
+    """The value checks validate_header and validate_headers share (their final error words
+    differ): "" becomes " ", numbers and booleans their tostring, arrays only of strings."""
+    if isinstance(value, str):
+        return value if value != "" else " "
+    if isinstance(value, list) and multi:
+        for vv in value:
+            if not isinstance(vv, str):
+                raise LuaError(f'invalid header value in array "{name}": got {lua_type(vv)}, expected string')
+        return [v if v != "" else " " for v in value]
+    if isinstance(value, (bool, int, float)):
+        return lua_tostring(value)
+    raise LuaError(f'invalid header value for "{name}": got {lua_type(value)}, expected {expected}')
 
 
 def lua_type(v: Any) -> str:
@@ -280,6 +274,39 @@ def response_type(accept_values: list[str]) -> str:
     return ctype
 
 
+def _upstream_header(ctx: RequestCtx, name: str, value: Any, add: bool) -> None:
+    """kong/pdk/service/request.lua set_header/add_header/set_headers: a Host header also sets
+    the upstream host."""
+    if name.lower() == "host":
+        ctx.upstream_host = value if isinstance(value, str) else value[0]
+    ctx.upstream_headers = _set_header_op(ctx.upstream_headers, name, value, add=add)
+
+
+def _check_exit_code(status: Any, lowest: int) -> None:
+    """kong/pdk/response.lua exit (100..599) and error (400..599)."""
+    if isinstance(status, bool) or not isinstance(status, (int, float)):
+        raise LuaError("code must be a number")
+    if status < lowest or status > 599:
+        raise LuaError(f"code must be a number between {lowest} and 599")
+
+
+def _exit_headers(headers: Any) -> dict:
+    """kong/pdk/response.lua exit and error: headers are nil or a valid headers table."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, (dict, list)):
+        raise LuaError("headers must be a nil or table")
+    return validate_headers(headers)
+
+
+def _set_or_remove(table: dict, key: Any, value: Any) -> None:
+    """ps/plugin.lua exposed_api ctx setters: assigning nil removes the key, as in a Lua table."""
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value
+
+
 class PDK:
     """Dispatch table of PDK methods. `host` gives access to emulator state (consumers, node id,
     error log)."""
@@ -359,13 +386,8 @@ class PDK:
         return ctx.server_port
 
     # trusted_ips is empty by default (kong/pdk/ip.lua): the forwarded getters ignore X-Forwarded-*
-    def m_request__get_forwarded_scheme(self, ctx):
-        check_phase(ctx, REQUEST_PHASES)
-        return ctx.scheme
-
-    def m_request__get_forwarded_host(self, ctx):
-        check_phase(ctx, REQUEST_PHASES)
-        return ctx.host
+    m_request__get_forwarded_scheme = m_request__get_scheme
+    m_request__get_forwarded_host = m_request__get_host
 
     def m_request__get_forwarded_port(self, ctx):
         check_phase(ctx, REQUEST_PHASES)
@@ -405,17 +427,11 @@ class PDK:
     # ---------------- kong.service.request (kong/pdk/service/request.lua) ----------------
     def m_service__request__set_header(self, ctx, name=None, value=None):
         check_phase(ctx, REWRITE_ACCESS)
-        v = validate_header(name, value)
-        if name.lower() == "host":
-            ctx.upstream_host = v if isinstance(v, str) else v[0]
-        ctx.upstream_headers = _set_header_op(ctx.upstream_headers, name, v, add=False)
+        _upstream_header(ctx, name, validate_header(name, value), add=False)
 
     def m_service__request__add_header(self, ctx, name=None, value=None):
         check_phase(ctx, REWRITE_ACCESS)
-        v = validate_header(name, value)
-        if name.lower() == "host":
-            ctx.upstream_host = v if isinstance(v, str) else v[0]
-        ctx.upstream_headers = _set_header_op(ctx.upstream_headers, name, v, add=True)
+        _upstream_header(ctx, name, validate_header(name, value), add=True)
 
     def m_service__request__clear_header(self, ctx, name=None):
         check_phase(ctx, REWRITE_ACCESS)
@@ -426,11 +442,8 @@ class PDK:
 
     def m_service__request__set_headers(self, ctx, headers=None):
         check_phase(ctx, REWRITE_ACCESS)
-        norm = validate_headers(headers)
-        for k, v in norm.items():
-            if k.lower() == "host":
-                ctx.upstream_host = v if isinstance(v, str) else v[0]
-            ctx.upstream_headers = _set_header_op(ctx.upstream_headers, k, v, add=False)
+        for k, v in validate_headers(headers).items():
+            _upstream_header(ctx, k, v, add=False)
 
     def m_service__request__set_path(self, ctx, path=None):
         check_phase(ctx, REWRITE_ACCESS)
@@ -458,13 +471,11 @@ class PDK:
 
     def m_response__set_header(self, ctx, name=None, value=None):
         self._resp_header_phase(ctx)
-        v = validate_header(name, value)
-        ctx.resp_ops.append(("set", name, v))
+        ctx.resp_ops.append(("set", name, validate_header(name, value)))
 
     def m_response__add_header(self, ctx, name=None, value=None):
         self._resp_header_phase(ctx)
-        v = validate_header(name, value)
-        ctx.resp_ops.append(("add", name, v))
+        ctx.resp_ops.append(("add", name, validate_header(name, value)))
 
     def m_response__clear_header(self, ctx, name=None):
         self._resp_header_phase(ctx)
@@ -503,15 +514,10 @@ class PDK:
 
     def m_response__exit(self, ctx, status=None, body=None, headers=None):
         check_phase(ctx, REWRITE_ACCESS_HEADER)
-        if isinstance(status, bool) or not isinstance(status, (int, float)):
-            raise LuaError("code must be a number")
-        if status < 100 or status > 599:
-            raise LuaError("code must be a number between 100 and 599")
+        _check_exit_code(status, 100)
         if body is not None and not isinstance(body, (str, bytes, dict, list)):
             raise LuaError("body must be a nil, string or table")
-        if headers is not None and not isinstance(headers, (dict, list)):
-            raise LuaError("headers must be a nil or table")
-        hdrs = validate_headers(headers) if headers is not None else {}
+        hdrs = _exit_headers(headers)
         ctx.exited = True
         out = []
         has_ct = has_cl = False
@@ -538,17 +544,12 @@ class PDK:
 
     def m_response__error(self, ctx, status=None, message=None, headers=None):
         check_phase(ctx, REWRITE_ACCESS_HEADER)
-        if isinstance(status, bool) or not isinstance(status, (int, float)):
-            raise LuaError("code must be a number")
-        if status < 400 or status > 599:
-            raise LuaError("code must be a number between 400 and 599")
+        _check_exit_code(status, 400)
         if isinstance(message, (dict, list)):
             message = cjson_encode(message)
         if message is not None and not isinstance(message, str):
             raise LuaError("message must be a nil, a string or a table")
-        if headers is not None and not isinstance(headers, (dict, list)):
-            raise LuaError("headers must be a nil or table")
-        hdrs = validate_headers(headers) if headers is not None else {}
+        hdrs = _exit_headers(headers)
         ctx.exited = True
         body, hdrs = error_body(ctx, int(status), message, hdrs)
         out = []
@@ -585,19 +586,13 @@ class PDK:
         return ctx.shared.get(k)
 
     def m_ctx__shared__set(self, ctx, k=None, v=None):
-        if v is None:
-            ctx.shared.pop(k, None)
-        else:
-            ctx.shared[k] = v
+        _set_or_remove(ctx.shared, k, v)
 
     def m_nginx__get_ctx(self, ctx, k=None):
         return ctx.ngx_ctx.get(k)
 
     def m_nginx__set_ctx(self, ctx, k=None, v=None):
-        if v is None:
-            ctx.ngx_ctx.pop(k, None)
-        else:
-            ctx.ngx_ctx[k] = v
+        _set_or_remove(ctx.ngx_ctx, k, v)
 
     def m_nginx__get_var(self, ctx, name=None):
         if not isinstance(name, str):
@@ -618,17 +613,13 @@ class PDK:
         check_phase(ctx, REQUEST_PHASES | {"certificate", "preread"})
         return ctx.client_ip
 
-    def m_client__get_forwarded_ip(self, ctx):
-        check_phase(ctx, REQUEST_PHASES | {"certificate", "preread"})
-        return ctx.client_ip
-
     def m_client__get_port(self, ctx):
         check_phase(ctx, REQUEST_PHASES | {"certificate", "preread"})
         return ctx.client_port
 
-    def m_client__get_forwarded_port(self, ctx):
-        check_phase(ctx, REQUEST_PHASES | {"certificate", "preread"})
-        return ctx.client_port
+    # trusted_ips is empty by default (kong/pdk/ip.lua): the forwarded getters ignore X-Forwarded-*
+    m_client__get_forwarded_ip = m_client__get_ip
+    m_client__get_forwarded_port = m_client__get_port
 
     def m_client__authenticate(self, ctx, consumer=None, credential=None):
         check_phase(ctx, {"access"})

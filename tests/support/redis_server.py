@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+from .ports import free_port
+
 CANDIDATES = ("/usr/bin/redis-server", "/usr/local/bin/redis-server")
 
 
@@ -26,12 +28,6 @@ def find_redis_server() -> str | None:
         if os.access(path, os.X_OK):
             return path
     return shutil.which("redis-server")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _bindable(port: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,6 +21,7 @@ from tests.kong_host import Emulator, PluginServerSpec
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_SCRIPT = Path(sys.executable).parent / "kong-oidc-py"
 GUARD_GROUP = "oidc:verified"
+MARKER_HEADER = "X-Test-Request"
 
 
 def listener_args() -> str:
@@ -87,3 +89,17 @@ def start_stack(cfg: dict, prefix: str, *, workers: int = 2, read_timeout: float
             yield emu, client
     finally:
         emu.stop()
+
+
+def call(stack: tuple[Emulator, httpx.Client], path: str, token: str | None = None, *, method: str = "GET",
+         headers: dict | None = None, scheme: str = "Bearer") -> tuple[httpx.Response, dict]:
+    """(response, the request's Kong log line), for a `start_stack` stack. The line is found by a
+    marker header: Kong writes it in the log phase, after the response has gone out, so the
+    newest line may still be the previous request's."""
+    emu, client = stack
+    marker = uuid.uuid4().hex
+    sent = {**(headers or {}), MARKER_HEADER: marker}
+    if token is not None:
+        sent["Authorization"] = f"{scheme} {token}"
+    response = client.request(method, path, headers=sent)
+    return response, emu.log_line_for(MARKER_HEADER, marker)

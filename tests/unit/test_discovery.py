@@ -5,15 +5,8 @@ import pytest
 from kong_oidc_py.idp.discovery import Discovery, split_issuer
 from kong_oidc_py.errors import ProviderError
 from kong_oidc_py.idp.fetch import Fetcher
+from tests.support.clock import Clock
 from tests.support.fake_idp import FakeIdP
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture

@@ -8,16 +8,9 @@ import pytest
 
 from kong_oidc_py.errors import ProviderError
 from kong_oidc_py.idp.health import IdpHealth
+from tests.support.clock import Clock
 
 ISSUER = "https://idp.example.com/realms/test"
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 def err(cause, description="https://idp.example.com/realms/test/jwks answered HTTP 503"):

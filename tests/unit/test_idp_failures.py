@@ -26,6 +26,7 @@ from kong_oidc_py.idp.provider import Provider, ProviderSettings
 from kong_oidc_py.verification.verify import Verifier, VerifyOptions
 from tests.support.fake_idp import FakeIdP
 from tests.support.keys import claims, rsa_key
+from tests.support.ports import free_port
 
 RSA = rsa_key("rsa-1")
 
@@ -58,12 +59,6 @@ def keys_unavailable_detail(provider):
         Verifier(provider, VerifyOptions(issuer=provider.issuer)).verify(RSA.sign(claims(provider.issuer)))
     assert info.value.reason == "keys_unavailable"
     return info.value.detail
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- classification --------------------------------------------------------------------------

@@ -17,20 +17,13 @@ from kong_oidc_py.idp.provider import Provider
 from kong_oidc_py.verification.access import AccessTokens
 from kong_oidc_py.verification.introspection import JWT_ANSWER, IntrospectionOptions, Introspector
 from kong_oidc_py.verification.verify import Verifier, VerifyOptions
+from tests.support.clock import Clock
 from tests.support.keys import ISSUER, claims, ec_key, jwks, rsa_key
 
 NOW = 1_800_000_000.0
 ENDPOINT = "https://idp.example.com/introspect"
 SIGNING = rsa_key("as-1")
 OPAQUE = "2YotnFZFEjr1zCsicMWpAA"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeFetcher:
@@ -65,7 +58,7 @@ def active(**extra):
 def make(answer=None, *, clock=None, content_type="application/json", delay=0.0, verify=None, **options):
     fetcher = FakeFetcher(answer, content_type=content_type, delay=delay)
     provider = Provider.from_jwks(ISSUER, jwks(SIGNING))
-    clock = clock or Clock()
+    clock = clock or Clock(NOW)
     verifier = Verifier(provider, VerifyOptions(issuer=ISSUER, **(verify or {})), clock=clock)
     opts = {"client_id": "rs", "client_secret": "rs-secret", "endpoint": ENDPOINT, **options}
     return Introspector(provider, verifier, IntrospectionOptions(**opts), clock=clock, fetcher=fetcher), fetcher, clock

@@ -7,20 +7,13 @@ from kong_oidc_py.errors import InvalidToken, ProviderError
 from kong_oidc_py.idp.jwks import KeySet, parse_jwk
 from kong_oidc_py.idp.provider import Provider, ProviderSettings, clear_registry, get_provider
 from kong_oidc_py.verification.verify import Verifier, VerifyOptions
+from tests.support.clock import Clock
 from tests.support.fake_idp import FakeIdP
 from tests.support.keys import claims, ec_key, ed448_key, ed25519_key, rsa_key
 
 RSA = rsa_key("rsa-1")
 EC = ec_key("P-256", "ec-1")
 ED = ed25519_key("ed-1")
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 # -- parsing ----------------------------------------------------------------------------------

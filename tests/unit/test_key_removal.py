@@ -17,20 +17,13 @@ from kong_oidc_py.errors import InvalidToken
 from kong_oidc_py.idp.keyset import KeySet, jwk_thumbprint
 from kong_oidc_py.idp.provider import Provider, ProviderSettings
 from kong_oidc_py.verification.verify import Verifier, VerifyOptions
+from tests.support.clock import Clock
 from tests.support.fake_idp import FakeIdP
 from tests.support.keys import claims, ec_key, rsa_key
 
 OLD = rsa_key("old")
 NEW = rsa_key("new", fresh=True)
 EC = ec_key("P-256", "ec-1")
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture

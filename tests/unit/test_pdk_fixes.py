@@ -93,6 +93,12 @@ class Conn:
     def close(self):
         self.sock.close()
 
+    def __enter__(self) -> "Conn":
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def run_event(conn: Conn, name: str, config: str, headers: dict) -> list:
     """StartInstance, HandleEvent, answer get_headers with `headers`; the replies after that."""
@@ -109,23 +115,15 @@ NON_UTF8 = {"x-foo": ["caf\udce9"]}  # the bytes b"caf\xe9", sent as a msgpack s
 
 def test_without_the_shim_non_utf8_header_drops_the_connection(monkeypatch):
     monkeypatch.setattr(listener, "msgpack", msgpack)
-    with InProcessListener() as srv:
-        conn = srv.connect()
-        try:
-            (reply,) = run_event(conn, "probe", "{}", NON_UTF8)
-        finally:
-            conn.close()
+    with InProcessListener() as srv, srv.connect() as conn:
+        (reply,) = run_event(conn, "probe", "{}", NON_UTF8)
     assert reply is None  # Kong reads "no data" and fails open: the defect we guard against
 
 
 def test_with_the_shim_non_utf8_header_survives_and_round_trips_as_the_same_bytes(monkeypatch):
     monkeypatch.setattr(listener, "msgpack", pdk_fixes._lenient_msgpack())
-    with InProcessListener() as srv:
-        conn = srv.connect()
-        try:
-            (reply,) = run_event(conn, "probe", "{}", NON_UTF8)
-        finally:
-            conn.close()
+    with InProcessListener() as srv, srv.connect() as conn:
+        (reply,) = run_event(conn, "probe", "{}", NON_UTF8)
     call = reply[3][b"Data"]
     assert call[b"Method"] == b"kong.service.request.set_header"
     assert call[b"Args"] == [b"X-Seen", b"caf\xe9"]
@@ -133,13 +131,9 @@ def test_with_the_shim_non_utf8_header_survives_and_round_trips_as_the_same_byte
 
 def test_with_the_shim_the_connection_keeps_serving_after_non_utf8(monkeypatch):
     monkeypatch.setattr(listener, "msgpack", pdk_fixes._lenient_msgpack())
-    with InProcessListener() as srv:
-        conn = srv.connect()
-        try:
-            run_event(conn, "probe", "{}", NON_UTF8)
-            (reply,) = run_event(conn, "probe", "{}", {"x-foo": ["plain"]})
-        finally:
-            conn.close()
+    with InProcessListener() as srv, srv.connect() as conn:
+        run_event(conn, "probe", "{}", NON_UTF8)
+        (reply,) = run_event(conn, "probe", "{}", {"x-foo": ["plain"]})
     assert reply[3][b"Data"][b"Args"] == [b"X-Seen", b"plain"]
 
 
@@ -175,17 +169,13 @@ def real_plugin(monkeypatch):
 
 
 def test_our_plugin_answers_a_clean_400_invalid_request_to_a_non_utf8_bearer_token(real_plugin):
-    with InProcessListener(real_plugin, name="oidc") as srv:
-        conn = srv.connect()
-        try:
-            config = '{"issuer":"http://127.0.0.1:1/realms/t","audience_required":["api"]}'
-            (reply,) = run_event(conn, "oidc", config, {"authorization": ["Bearer \udcff\udcfe.abc"], "x-foo": ["caf\udce9"]})
-            calls = [reply[3][b"Data"]]
-            while calls[-1][b"Method"] != b"kong.response.exit":
-                nxt = conn.call("plugin.Step", {"EventId": reply[3][b"EventId"]})
-                calls.append(nxt[3][b"Data"])
-        finally:
-            conn.close()
+    with InProcessListener(real_plugin, name="oidc") as srv, srv.connect() as conn:
+        config = '{"issuer":"http://127.0.0.1:1/realms/t","audience_required":["api"]}'
+        (reply,) = run_event(conn, "oidc", config, {"authorization": ["Bearer \udcff\udcfe.abc"], "x-foo": ["caf\udce9"]})
+        calls = [reply[3][b"Data"]]
+        while calls[-1][b"Method"] != b"kong.response.exit":
+            nxt = conn.call("plugin.Step", {"EventId": reply[3][b"EventId"]})
+            calls.append(nxt[3][b"Data"])
     # get_path: ambiguous paths are refused before the token is looked at (paths.py)
     assert [c[b"Method"] for c in calls] == [b"kong.request.get_path", b"kong.log.set_serialize_value", b"kong.response.exit"]
     status, body, headers = calls[-1][b"Args"]
