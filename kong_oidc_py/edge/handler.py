@@ -90,6 +90,9 @@ def _stack() -> str:
     return f"{frames}{type(exc).__module__}.{type(exc).__qualname__} (message withheld)"
 
 
+_MISSING = object()
+
+
 class PdkRequest:
     """RequestView over the PDK: each getter costs one call, made at most once."""
 
@@ -101,16 +104,19 @@ class PdkRequest:
         headers = kong.request.get_headers(MAX_HEADERS)
         self.calls = 1
         self.headers: Mapping[str, list[str]] = headers if isinstance(headers, dict) else {}
-        self.headers_truncated = sum(len(v) if isinstance(v, list) else 1 for v in self.headers.values()) >= MAX_HEADERS
+        # Kong's max counts values, not names: a repeated header arrives as a list.
+        count = len(self.headers)
+        for value in self.headers.values():
+            if type(value) is list:
+                count += len(value) - 1
+        self.headers_truncated = count >= MAX_HEADERS
 
     def _get(self, key: str, fn: Any, *args: Any) -> Any:
-        try:
-            return self._cache[key]
-        except KeyError:
+        value = self._cache.get(key, _MISSING)
+        if value is _MISSING:  # first use in this request (a KeyError would cost more than the lookup)
             self.calls += 1
-            value = fn(*args)
-            self._cache[key] = value
-            return value
+            value = self._cache[key] = fn(*args)
+        return value
 
     def path(self) -> str:
         return self._get("path", self._kong.request.get_path) or "/"
