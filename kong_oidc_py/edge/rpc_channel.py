@@ -79,13 +79,6 @@ class Conn:
         self._idle_poll: select.poll | None = None
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _RCVTIMEO)
 
-    def next_buffered(self) -> Any:
-        """A whole message already received, or None."""
-        try:
-            return next(self.unpacker)
-        except StopIteration:
-            return None
-
     def fill(self) -> bool | None:
         """One recv into the decoder; False when Kong closed the connection, None when the
         receive timeout (MAILBOX_CHECK) ran out first."""
@@ -103,9 +96,9 @@ class Conn:
     def read(self) -> Any:
         """Block until one whole message arrives; None at end of stream."""
         while True:
-            msg = self.next_buffered()
-            if msg is not None:
-                return msg
+            for msg in self.unpacker:  # (a for loop ends without a StopIteration object)
+                if msg is not None:
+                    return msg
             filled = self.fill()
             if filled is False:
                 return None
@@ -169,11 +162,22 @@ class Event:
         same sends and returns, side by side in tests/unit/test_pdk_tree.py)."""
         if method.startswith("kong.log") and (len(method) == 8 or method[8] == "."):
             args = [a if type(a) in _LOG_ARG_TYPES else str(a) for a in args]
-        self.put({"Method": method, "Args": args})
-        if method in TERMINAL_METHODS:
-            return None
-        if self.ended:
-            raise EventEnded(f"event {self.id}: no PDK call is possible {self.ended}")
+        pending = self.pending
+        if self.ended or pending is None or method in TERMINAL_METHODS:
+            self.put({"Method": method, "Args": args})  # the checks and endings of put
+            if method in TERMINAL_METHODS:
+                return None
+            if self.ended:
+                raise EventEnded(f"event {self.id}: no PDK call is possible {self.ended}")
+        else:  # put's common case, inline
+            self.pending = None
+            conn, msgid = pending
+            self.last_conn = conn
+            try:
+                conn.reply(msgid, None, {"Data": {"Method": method, "Args": args}, "EventId": self.id})
+            except OSError as exc:
+                self.end("after the connection to Kong failed")
+                raise EventEnded(f"event {self.id}: the connection to Kong failed") from exc
         _conn, _msgid, data, is_error = self.wait_step(self)
         if is_error:  # kong_pdk/server.py `_step`: a StepError carries the error in place of the data
             if self.lua_style:
