@@ -30,10 +30,11 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from kong_oidc_py import metrics
 from kong_oidc_py.edge import kong_log
+from kong_oidc_py.edge.pdk_tree import PdkNode
 from kong_oidc_py.errors import ConfigError
 from kong_oidc_py.gateway import Gateway, Outcome, config_fingerprint, gateway_for
 
@@ -93,15 +94,31 @@ def _stack() -> str:
 _MISSING = object()
 
 
+def pdk_caller(kong: Any) -> Callable[..., Any]:
+    """call(name, *args): one PDK call by its full name. Our listener's object makes it directly
+    (edge/pdk_tree.py: no attribute chain to build per call); any other PDK object (kong-pdk's
+    own listener, `-m`, test doubles) by walking the chain."""
+    if isinstance(kong, PdkNode):
+        return kong.invoke
+
+    def call(name: str, *args: Any) -> Any:
+        target = kong
+        for part in name.split(".")[1:]:
+            target = getattr(target, part)
+        return target(*args)
+
+    return call
+
+
 class PdkRequest:
     """RequestView over the PDK: each getter costs one call, made at most once."""
 
-    __slots__ = ("_kong", "headers", "headers_truncated", "calls", "_cache")
+    __slots__ = ("_call", "headers", "headers_truncated", "calls", "_cache")
 
     def __init__(self, kong: Any) -> None:
-        self._kong = kong
+        self._call = pdk_caller(kong)
         self._cache: dict[str, Any] = {}
-        headers = kong.request.get_headers(MAX_HEADERS)
+        headers = self._call("kong.request.get_headers", MAX_HEADERS)
         self.calls = 1
         self.headers: Mapping[str, list[str]] = headers if isinstance(headers, dict) else {}
         # Kong's max counts values, not names: a repeated header arrives as a list.
@@ -111,21 +128,21 @@ class PdkRequest:
                 count += len(value) - 1
         self.headers_truncated = count >= MAX_HEADERS
 
-    def _get(self, key: str, fn: Any, *args: Any) -> Any:
+    def _get(self, key: str, name: str, *args: Any) -> Any:
         value = self._cache.get(key, _MISSING)
         if value is _MISSING:  # first use in this request (a KeyError would cost more than the lookup)
             self.calls += 1
-            value = self._cache[key] = fn(*args)
+            value = self._cache[key] = self._call(name, *args)
         return value
 
     def path(self) -> str:
-        return self._get("path", self._kong.request.get_path) or "/"
+        return self._get("path", "kong.request.get_path") or "/"
 
     def method(self) -> str:
-        return self._get("method", self._kong.request.get_method) or "GET"
+        return self._get("method", "kong.request.get_method") or "GET"
 
     def route(self) -> dict | None:
-        route = self._get("route", self._kong.router.get_route)
+        route = self._get("route", "kong.router.get_route")
         return route if isinstance(route, dict) else None
 
     def cached_route(self) -> dict | None:
@@ -134,34 +151,34 @@ class PdkRequest:
         return route if isinstance(route, dict) else None
 
     def query(self) -> Mapping[str, list[str]]:
-        query = self._get("query", self._kong.request.get_query, 100)
+        query = self._get("query", "kong.request.get_query", 100)
         return query if isinstance(query, dict) else {}
 
     def raw_query(self) -> str:
-        return self._get("raw_query", self._kong.request.get_raw_query) or ""
+        return self._get("raw_query", "kong.request.get_raw_query") or ""
 
     def scheme(self) -> str:
-        return self._get("scheme", self._kong.request.get_forwarded_scheme) or "http"
+        return self._get("scheme", "kong.request.get_forwarded_scheme") or "http"
 
     def host(self) -> str:
-        return self._get("host", self._kong.request.get_forwarded_host) or ""
+        return self._get("host", "kong.request.get_forwarded_host") or ""
 
     def port(self) -> int:
-        port = self._get("port", self._kong.request.get_forwarded_port)
+        port = self._get("port", "kong.request.get_forwarded_port")
         return int(port) if isinstance(port, (int, float)) else 0
 
     def body(self) -> bytes:
-        body = self._get("body", self._kong.request.get_raw_body)
+        body = self._get("body", "kong.request.get_raw_body")
         if isinstance(body, str):
             return body.encode("utf-8", "surrogateescape")
         return body if isinstance(body, bytes) else b""
 
     def credential(self) -> dict | None:
-        credential = self._get("credential", self._kong.client.get_credential)
+        credential = self._get("credential", "kong.client.get_credential")
         return credential if isinstance(credential, dict) else None
 
     def load_consumer(self, value: str, by_username: bool) -> dict | None:
-        consumer = self._get(f"consumer:{by_username}:{value}", self._kong.client.load_consumer, value, by_username)
+        consumer = self._get(f"consumer:{by_username}:{value}", "kong.client.load_consumer", value, by_username)
         return consumer if isinstance(consumer, dict) else None
 
 
@@ -182,26 +199,26 @@ def upstream_headers(outcome: Outcome) -> dict[str, Any]:
 
 def apply_outcome(kong: Any, outcome: Outcome) -> None:
     """Turn the core's decision into PDK calls (the fewest, in the fail-closed order)."""
+    call = pdk_caller(kong)
     if outcome.status is None:
-        service_request = kong.service.request
         headers = upstream_headers(outcome)
         if headers:
-            service_request.set_headers(headers)
+            call("kong.service.request.set_headers", headers)
         if outcome.upstream_raw_query is not None:
-            service_request.set_raw_query(outcome.upstream_raw_query)
+            call("kong.service.request.set_raw_query", outcome.upstream_raw_query)
         if outcome.response_headers:
-            kong.response.set_headers(outcome.response_headers)
+            call("kong.response.set_headers", outcome.response_headers)
         if outcome.consumer is not None or outcome.credential is not None:
             # [None, credential] reaches Lua whole (measured, shared doc 2.5); only a None
             # *followed by two values* loses arguments to LuaJIT's unpack.
-            kong.client.authenticate(outcome.consumer, outcome.credential)
+            call("kong.client.authenticate", outcome.consumer, outcome.credential)
         if outcome.authenticated_groups is not None:
-            kong.ctx.shared.set("authenticated_groups", outcome.authenticated_groups)
-        kong.log.set_serialize_value("oidc", outcome.log)
+            call("kong.ctx.shared.set", "authenticated_groups", outcome.authenticated_groups)
+        call("kong.log.set_serialize_value", "oidc", outcome.log)
         return
-    kong.log.set_serialize_value("oidc", outcome.log)
+    call("kong.log.set_serialize_value", "oidc", outcome.log)
     body = outcome.body if outcome.body is not None else ""
-    kong.response.exit(outcome.status, body, outcome.response_headers or {})
+    call("kong.response.exit", outcome.status, body, outcome.response_headers or {})
 
 
 class Plugin:

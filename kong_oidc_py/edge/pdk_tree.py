@@ -41,6 +41,11 @@ class PdkNode(FakeClasses):
     def __call__(self, *args: Any) -> Any:
         return self.call(self.prefix, args)
 
+    def invoke(self, method: str, *args: Any) -> Any:
+        """One PDK call by its full name ("kong.request.get_path"), without walking the chain:
+        what edge/handler.py uses on the hot path."""
+        return self.call(method, args)
+
     def __str__(self) -> str:  # FakeClasses: str(node) calls the function with no arguments
         return self.call(self.prefix, ())
 
