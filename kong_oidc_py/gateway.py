@@ -137,6 +137,7 @@ class Gateway:
             self.browser = BrowserFlow(config, self.provider, self.verifier)
         self.owned_headers = self._owned_headers(config)
         self._owned_spellings = tuple(sorted({s for key in self.owned_headers for s in spellings(key)}))
+        self._alias_hits: dict[tuple[str, ...], tuple[str, ...]] = {}  # headers_to_strip
         # Weaker-than-default choices, said once per instance config (edge/kong_log.py replays
         # these WARNING records through kong.log.warn, at a level Kong shows by default).
         for option, effect in config_warnings(config):
@@ -370,14 +371,30 @@ class Gateway:
         `explain`): every received spelling of an owned header (headers.py). A name we set
         replaces the client's copy of that exact name (nginx compares names case-insensitively),
         and after another auth plugin (`already_authenticated`) its consumer headers stand."""
-        keep = {name.lower() for name in upstream_set}
-        if decision == "already_authenticated":
-            keep |= self._set_by_other_plugin
         if truncated:
             # allow_truncated_headers: we may not have seen every header the client sent, so
             # clear every spelling of every header we own.
+            keep = self._keep(upstream_set, decision)
             return [n for n in self._owned_spellings if n not in keep]
-        return spoofed_spellings(headers, self.owned_headers, frozenset(keep))
+        # Which received names alias an owned header depends only on the names: clients send
+        # the same set again and again, so the answer is remembered per set (bounded).
+        names = tuple(headers)
+        hits = self._alias_hits.get(names)
+        if hits is None:
+            hits = tuple(spoofed_spellings(names, self.owned_headers, frozenset()))
+            if len(self._alias_hits) >= _MAX_ALIAS_HITS:
+                self._alias_hits.clear()
+            self._alias_hits[names] = hits
+        if not hits:
+            return []
+        keep = self._keep(upstream_set, decision)
+        return [n for n in hits if n.lower() not in keep]
+
+    def _keep(self, upstream_set: Mapping[str, str], decision: str) -> set[str]:
+        keep = {name.lower() for name in upstream_set}
+        if decision == "already_authenticated":
+            keep |= self._set_by_other_plugin
+        return keep
 
     def consumer_for(self, req: RequestView, claims: Claims) -> tuple[dict | None, dict | None]:
         """KO consumer mapping: the first `consumer_by` lookup that finds the claim's value."""
@@ -469,6 +486,8 @@ class Gateway:
         return fields
 
 
+# Distinct received header-name sets whose aliases of owned headers are remembered.
+_MAX_ALIAS_HITS = 1024
 # Distinct verified tokens whose request outputs a Gateway remembers (_claim_outputs).
 _MAX_CLAIMS_MEMO = 4096
 

