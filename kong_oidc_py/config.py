@@ -104,8 +104,9 @@ POLICY_FIELDS: tuple[Option, ...] = (
     _opt("dpop", "string", "DPoP mode on matching requests (see proof_of_possession_dpop); unset: "
          "the plugin-level mode.", one_of=DPOP_MODES),
     _opt("acr_required", "array", "Step-up (RFC 9470): accepted acr values on matching requests "
-         "(any of them). A policy setting any of acr_required, amr_required, max_age replaces the "
-         "plugin-level step-up; one setting none keeps it.", elements=_str()),
+         "(any of them). Each of acr_required, amr_required, max_age a policy sets replaces the "
+         "plugin-level one; unset ones keep it. A replacement asking for less is logged at start.",
+         elements=_str()),
     _opt("amr_required", "array", "Step-up: required amr values, with the OR/AND semantics of "
          "scopes_required (see acr_required for inheritance).", elements=_str()),
     _opt("max_age", "integer", "Step-up: most seconds since the user authenticated (auth_time) "
@@ -469,7 +470,6 @@ class PolicyConfig:
     acr_required: tuple[str, ...] | None = None  # None: plugin-level (step-up)
     amr_required: AnyOf | None = None
     max_age: int | None = None
-    step_up_set: bool = False  # any of the three set on this policy
 
 
 @dataclass(frozen=True)
@@ -819,7 +819,6 @@ def _parse_policy(raw: Mapping[str, Any], path: str) -> PolicyConfig:
         acr_required=_acr_list(raw["acr_required"], f"{path}.acr_required"),
         amr_required=None if raw["amr_required"] is None else parse_any_of(raw["amr_required"], f"{path}.amr_required"),
         max_age=raw["max_age"],
-        step_up_set=any(raw[n] is not None for n in ("acr_required", "amr_required", "max_age")),
     )
 
 

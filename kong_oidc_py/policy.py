@@ -243,14 +243,15 @@ def _plugin_requirement(cfg: "PluginConfig") -> Requirement:
 
 
 def _policy_requirement(policy: "PolicyConfig", plugin: Requirement) -> Requirement:
-    """The policy's own requirement on the plugin's claim locations. A policy that sets any
-    step-up field replaces the plugin-level step-up; one that sets none keeps it (a policy adding
-    scopes must not silently drop an MFA requirement)."""
-    own = replace(plugin, scopes=policy.scopes_required, groups=policy.groups_required, roles=policy.roles_required,
-                  claims=policy.claims, public=policy.public, scope_hint=policy.scope_hint, dpop=policy.dpop)
-    if not policy.step_up_set:
-        return own
-    return replace(own, acr=policy.acr_required or (), amr=policy.amr_required or (), max_age=policy.max_age)
+    """The policy's own requirement on the plugin's claim locations. Each step-up field the
+    policy sets replaces the plugin-level one; each it leaves unset keeps it (a policy adding
+    max_age must not silently drop an MFA requirement). A replacement that asks for less is
+    said at start (rules.config_warnings)."""
+    return replace(plugin, scopes=policy.scopes_required, groups=policy.groups_required, roles=policy.roles_required,
+                   claims=policy.claims, public=policy.public, scope_hint=policy.scope_hint, dpop=policy.dpop,
+                   acr=plugin.acr if policy.acr_required is None else policy.acr_required,
+                   amr=plugin.amr if policy.amr_required is None else policy.amr_required,
+                   max_age=plugin.max_age if policy.max_age is None else policy.max_age)
 
 
 class PolicySet:

@@ -277,6 +277,26 @@ def _loopback_url(url: str | None) -> bool:
         return False
 
 
+def _step_up_relaxations(cfg: Any) -> list[tuple[str, str]]:
+    """A policy step-up field that replaces a plugin-level one and asks for less: an acr the
+    plugin would refuse, other amr values, a longer max_age."""
+    out: list[tuple[str, str]] = []
+    for i, policy in enumerate(cfg.policies):
+        where = f"policies[{i}] ({policy.name!r})"
+        if cfg.acr_required and policy.acr_required is not None \
+                and not set(policy.acr_required) <= set(cfg.acr_required):
+            accepted = " ".join(policy.acr_required) or "any acr"
+            out.append((f"policies[{i}].acr_required", f"{where} accepts {accepted} where the plugin-level "
+                        f"acr_required asks for {' '.join(cfg.acr_required)}"))
+        if cfg.amr_any_of and policy.amr_required is not None and policy.amr_required != cfg.amr_any_of:
+            out.append((f"policies[{i}].amr_required", f"{where} replaces the plugin-level amr_required: its "
+                        "requests need other (or no) authentication methods"))
+        if cfg.max_age is not None and policy.max_age is not None and policy.max_age > cfg.max_age:
+            out.append((f"policies[{i}].max_age", f"{where} accepts logins up to {policy.max_age}s old where "
+                        f"the plugin-level max_age is {cfg.max_age}s"))
+    return out
+
+
 def config_warnings(cfg: Any) -> list[tuple[str, str]]:
     """(option, message) for every explicit choice weaker than the default, in option order.
     The Gateway logs each once at warn level (Kong sees it through edge/kong_log.py);
@@ -307,6 +327,7 @@ def config_warnings(cfg: Any) -> list[tuple[str, str]]:
     ):
         if getattr(cfg, option, False):
             out.append((option, effect))
+    out.extend(_step_up_relaxations(cfg))
     browser = "authorization_code" in cfg.auth_methods or "session" in cfg.auth_methods
     if browser and not cfg.session_cookie_secure and not _loopback_url(cfg.redirect_uri):
         # On a loopback redirect_uri (local development over http) there is nothing to say.

@@ -122,10 +122,47 @@ def test_policy_without_step_up_fields_keeps_the_plugin_level_step_up():
     assert call(g, "/reports", acr="pwd", scope="read").log["reason"] == "insufficient_acr"
 
 
-def test_policy_with_a_step_up_field_replaces_the_plugin_level_step_up():
+def test_a_policy_setting_max_age_keeps_the_plugin_level_acr():
     g = gw(acr_required=["mfa"], policies=[{"name": "fresh", "paths": ["/fresh"], "max_age": 600}])
     out = call(g, "/fresh", acr="pwd", auth_time=int(time.time()))
-    assert out.allowed
+    assert out.log["reason"] == "insufficient_acr"
+
+
+def test_a_policy_setting_max_age_adds_it_to_the_plugin_level_acr():
+    g = gw(acr_required=["mfa"], policies=[{"name": "fresh", "paths": ["/fresh"], "max_age": 600}])
+    assert call(g, "/fresh", acr="mfa", auth_time=int(time.time()) - 3600).log["reason"] == "auth_too_old"
+    assert call(g, "/fresh", acr="mfa", auth_time=int(time.time())).allowed
+
+
+def test_a_policy_acr_replaces_the_plugin_level_acr():
+    g = gw(acr_required=["mfa"], policies=[{"name": "kiosk", "paths": ["/kiosk"], "acr_required": ["pwd", "mfa"]}])
+    assert call(g, "/kiosk", acr="pwd").allowed
+    assert call(g, "/other", acr="pwd").log["reason"] == "insufficient_acr"
+
+
+def _warned(**cfg):
+    from kong_oidc_py.rules import config_warnings
+
+    warnings = config_warnings(parse_config({"issuer": ISSUER, "audience_required": ["api"], **cfg}))
+    return {option: text for option, text in warnings if option.startswith("policies[")}
+
+
+def test_a_policy_accepting_an_acr_the_plugin_refuses_is_warned_at_start():
+    warned = _warned(acr_required=["mfa"], policies=[{"name": "kiosk", "paths": ["/k"], "acr_required": ["pwd"]}])
+    assert "pwd" in warned["policies[0].acr_required"] and "mfa" in warned["policies[0].acr_required"]
+
+
+def test_a_policy_narrowing_the_plugin_acr_is_not_warned():
+    assert _warned(acr_required=["mfa", "hwk"], policies=[{"name": "a", "paths": ["/a"], "acr_required": ["hwk"]}]) == {}
+
+
+def test_a_policy_with_a_longer_max_age_is_warned_and_a_shorter_one_is_not():
+    assert "policies[0].max_age" in _warned(max_age=300, policies=[{"name": "a", "paths": ["/a"], "max_age": 3600}])
+    assert _warned(max_age=300, policies=[{"name": "a", "paths": ["/a"], "max_age": 60}]) == {}
+
+
+def test_a_policy_replacing_the_plugin_amr_is_warned():
+    assert "policies[0].amr_required" in _warned(amr_required=["otp"], policies=[{"name": "a", "paths": ["/a"], "amr_required": ["pwd"]}])
 
 
 @pytest.mark.parametrize("value", ["two words", 'qu"ote', ""])
