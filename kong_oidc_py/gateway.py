@@ -224,9 +224,11 @@ class Gateway:
             if token is None:
                 raise MissingToken()
             claims, how, paths = self.tokens.check(token) if trace is None else self._check_traced(token, trace)
-            self.binding.enforce(mode=mode, scheme=scheme, token=token, claims=claims.data, headers=req.headers,
-                                 method=req.method, htu=lambda: request_htu(req.scheme(), req.host(), req.port(),
-                                                                            req.path()))
+            if scheme != "bearer" or mode == "required" or "cnf" in claims.data:
+                # (a Bearer token without cnf on a route not requiring DPoP has nothing to enforce)
+                self.binding.enforce(mode=mode, scheme=scheme, token=token, claims=claims.data, headers=req.headers,
+                                     method=req.method, htu=lambda: request_htu(req.scheme(), req.host(), req.port(),
+                                                                                req.path()))
             policy.requirement.check_authentication(claims.data, time.time(), cfg.leeway)
             policy.requirement.evaluate(claims.data, trace=trace, paths=paths)
             consumer, credential = self.consumer_for(req, claims)
@@ -338,7 +340,9 @@ class Gateway:
         claim_paths: Any = None,
     ) -> Outcome:
         cfg = self.config
-        log_fields = self._log_fields(None, policy_name, decision, auth_method=auth_method)
+        log_fields: dict[str, Any] = {"decision": decision, "policy": policy_name}  # _log_fields, inline
+        if auth_method:
+            log_fields["auth_method"] = auth_method
         if claims is not None:
             identity, claim_groups, claim_log = self._claim_outputs(claims, claim_paths)
             upstream_set = dict(identity)
