@@ -224,7 +224,8 @@ class Gateway:
             claims, how, paths = self.tokens.check(token) if trace is None else self._check_traced(token, trace)
             self.binding.enforce(mode=mode, scheme=scheme, token=token, claims=claims.data, headers=req.headers,
                                  method=req.method, htu=lambda: request_htu(req.scheme(), req.host(), req.port(),
-                                                                            req.path()))
+                                                                            req.path()),
+                                 token_digest=claims.token_digest)
             policy.requirement.check_authentication(claims.data, time.time(), cfg.leeway)
             policy.requirement.evaluate(claims.data, trace=trace, paths=paths)
             consumer, credential = self.consumer_for(req, claims)
