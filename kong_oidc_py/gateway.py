@@ -228,7 +228,8 @@ class Gateway:
                 # (a Bearer token without cnf on a route not requiring DPoP has nothing to enforce)
                 self.binding.enforce(mode=mode, scheme=scheme, token=token, claims=claims.data, headers=req.headers,
                                      method=req.method, htu=lambda: request_htu(req.scheme(), req.host(), req.port(),
-                                                                                req.path()))
+                                                                                req.path()),
+                                     token_digest=claims.token_digest)
             policy.requirement.check_authentication(claims.data, time.time(), cfg.leeway)
             policy.requirement.evaluate(claims.data, trace=trace, paths=paths)
             consumer, credential = self.consumer_for(req, claims)

@@ -189,7 +189,7 @@ class Introspector:
         # The IdP vouches for the token being active now; exp is optional in RFC 7662 2.2.
         expires_at = self.verifier.check_claims(data, now, require_exp=False)
         claims = Claims(data=data, token_hash=digest[:6].hex(), kid=None, alg="introspection",
-                        expires_at=expires_at)
+                        expires_at=expires_at, token_digest=digest)
         if self.cache is not None:
             leeway = self.verifier.options.leeway
             self.cache.put(digest, claims, now, None if expires_at is None else expires_at + leeway)

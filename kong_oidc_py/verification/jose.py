@@ -76,10 +76,23 @@ _DECODER = json.JSONDecoder(
 )
 
 
+# The C scanner behind _DECODER.decode, called directly: decode() adds two regex matches and two
+# Python frames (~0.7 us of a 1.9 us payload parse). A value that starts at 0 and ends at the
+# end of the text reads the same either way; anything else (surrounding whitespace, trailing
+# bytes, no value) goes through decode(), which accepts or names the fault as before.
+_SCAN = _DECODER.scan_once
+
+
 def json_object(raw: bytes, what: str) -> dict:
     """A strict JSON object from UTF-8 bytes; JoseError naming `what` otherwise."""
     try:
-        value = _DECODER.decode(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        try:
+            value, end = _SCAN(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            value = _DECODER.decode(text)
     except RecursionError:
         raise JoseError(f"{what} is nested too deeply") from None
     except UnicodeDecodeError:

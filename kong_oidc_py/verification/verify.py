@@ -75,6 +75,8 @@ class Claims:
     alg: str
     expires_at: float | None = None
     key_thumbprint: str | None = None  # RFC 7638 thumbprint of the JWKS key used; None for HMAC
+    # SHA-256 of the token's ASCII bytes (the cache key); DPoP's ath check reuses it.
+    token_digest: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ _set_kid = Claims.kid.__set__  # type: ignore[attr-defined]
 _set_alg = Claims.alg.__set__  # type: ignore[attr-defined]
 _set_expires = Claims.expires_at.__set__  # type: ignore[attr-defined]
 _set_thumbprint = Claims.key_thumbprint.__set__  # type: ignore[attr-defined]
+_set_digest = Claims.token_digest.__set__  # type: ignore[attr-defined]
 
 # Distinct verified header segments remembered per Verifier (one per signing key in practice).
 _MAX_HEADERS = 64
@@ -259,6 +262,7 @@ class Verifier:
         _set_alg(claims, alg)
         _set_expires(claims, expires_at)
         _set_thumbprint(claims, thumbprint)
+        _set_digest(claims, digest)
         if trace is not None:
             return claims
         if known is None:

@@ -113,6 +113,39 @@ def test_signature_by_another_key_than_the_jwk_is_refused():
     assert reason(lambda: check(checker(), proof(CLIENT, "GET", URL, TOKEN, jwk=jwk))) == "dpop_bad_signature"
 
 
+def test_header_with_a_duplicate_member_is_refused():
+    # Two parsers could pick different keys: the proof has no single reading.
+    from tests.support.keys import encode_part
+
+    jwk = json.dumps({k: v for k, v in CLIENT.public_jwk().items() if k not in ("kid", "use", "alg")})
+    header = '{"typ":"dpop+jwt","alg":"ES256","jwk":%s,"typ":"dpop+jwt"}' % jwk
+    p = CLIENT.sign({"jti": "j", "htm": "GET", "htu": URL, "iat": int(time.time())}, encode_part(header.encode()))
+    assert reason(lambda: check(checker(), p)) == "dpop_malformed"
+
+
+def test_payload_with_a_duplicate_member_is_refused_with_a_token_free_detail():
+    from tests.support.dpop import ath
+    from tests.support.keys import encode_part
+
+    payload = '{"jti":"j","htm":"GET","htu":"%s","iat":%d,"ath":"%s","htm":"POST"}' % (URL, time.time(), ath(TOKEN))
+    jwk = {k: v for k, v in CLIENT.public_jwk().items() if k not in ("kid", "use", "alg")}
+    p = CLIENT.sign(encode_part(payload.encode()), {"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk})
+    with pytest.raises(InvalidDpopProof) as info:
+        check(checker(), p)
+    assert info.value.reason == "dpop_malformed" and info.value.detail == "payload: duplicate JSON member name"
+
+
+def test_the_token_digest_from_the_verifier_gives_the_same_ath_check():
+    import hashlib
+
+    c, digest = checker(), hashlib.sha256(TOKEN.encode()).digest()
+    assert c.check(proof(CLIENT, "GET", URL, TOKEN), method="GET", htu=lambda: URL, access_token=TOKEN,
+                   token_digest=digest)
+    other = proof(CLIENT, "GET", URL, "another-token")
+    assert reason(lambda: c.check(other, method="GET", htu=lambda: URL, access_token=TOKEN,
+                                  token_digest=digest)) == "dpop_bad_ath"
+
+
 @pytest.mark.parametrize("garbage", ["", "a.b", "a.b.c", "x" * 9000, "e30.e30.e30"])
 def test_malformed_proofs_are_refused(garbage):
     assert reason(lambda: check(checker(), garbage)).startswith("dpop_")
@@ -332,6 +365,12 @@ def test_missing_proof_is_invalid_dpop_proof_with_algs():
     challenge = out.response_headers["WWW-Authenticate"]
     assert out.log["reason"] == "dpop_missing_proof"
     assert challenge.startswith("DPoP ") and 'error="invalid_dpop_proof"' in challenge and "algs=" in challenge
+
+
+def test_gateway_checks_ath_against_the_verified_token_digest():
+    token = bound_token()
+    out = gw().handle(dpop_request(token, proof(CLIENT, "GET", URL, bound_token(jti="another"))))
+    assert out.status == 401 and out.log["reason"] == "dpop_bad_ath"
 
 
 def test_two_proofs_are_refused():
