@@ -13,7 +13,9 @@ own process:
                HandleEvent + get_headers, get_path, set_headers, ctx.shared.set, set_serialize_value
   oidc/kpdk    the same with --kong-pdk-listener
 Latency: one connection, events one at a time, per-event wall time, median per round; rounds
-alternate the order of the targets; figures are the median of the round medians.
+alternate the order of the targets; figures are the median of the round medians. Measured twice,
+with fixed CPU placements: Kong's side and every server on one CPU (same_cpu, the headline and the
+targets) and the servers on another CPU than Kong's side (across_cpus, reported beside it).
 Throughput: 8 client processes, one connection each, events back to back for a fixed time.
 Ratios: empty event / one floor round trip; bearer event / ((1 + its PDK calls) floor round
 trips); 8-connection bearer throughput ours / kong-pdk's. `n_call_event` is the bench plugin
@@ -172,6 +174,59 @@ def throughput(path: str, iid: int, headers: dict | None, conns: int, duration: 
     return total / duration
 
 
+# Latency is measured with fixed CPU placements (os.sched_setaffinity on every thread): left to
+# the scheduler, Kong's side and the server land on the same CPU in one run and on two in the
+# next, and on a 2-vCPU VM the second costs each side a cross-CPU wake-up and the cold caches of
+# a vCPU that idled between messages: run-to-run figures differed by 1.6x for the same code.
+# same_cpu shows the transport; across_cpus the same code when every message crosses CPUs.
+CLIENT_CPUS = {0}
+ALL_CPUS = set(range(os.cpu_count() or 1))
+
+
+def _placements() -> list[tuple[str, set[int]]]:
+    out = [("same_cpu", {0})]
+    if len(ALL_CPUS) > 1:
+        out.append(("across_cpus", {1}))
+    return out
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` to `cpus` (threads it starts later inherit it)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def _latency(timed: list[str], targets: dict, pids: dict, server_of: dict, rounds: int,
+             per_round: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    samples: dict[str, list[float]] = {k: [] for k in timed}
+    cpu: dict[str, float] = dict.fromkeys(timed, 0.0)
+    for r in range(rounds):
+        for name in (timed if r % 2 == 0 else timed[::-1]):
+            fn = targets[name]
+            pid = pids[server_of[name]]
+            times = []
+            c0 = cpu_seconds(pid)
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            cpu[name] += cpu_seconds(pid) - c0
+            samples[name].append(statistics.median(times) * 1e6)
+    return samples, cpu
+
+
+def _latency_ratios(us: dict[str, float]) -> dict[str, float]:
+    floor_us = us["floor_round_trip"]
+    return {
+        "empty_event_over_floor": us["ours_empty_event"] / floor_us,
+        "bearer_event_over_floor": us["ours_bearer_event"] / ((1 + BEARER_CALLS) * floor_us),
+        "one_call_event_over_floor": us["ours_one_call_event"] / (2 * floor_us),
+        "kong_pdk_bearer_event_over_ours": us["kpdk_bearer_event"] / us["ours_bearer_event"],
+        "n_call_event_over_floor": us["ours_n_call_event"] / ((1 + BEARER_CALLS) * floor_us),
+    }
+
+
 def _ratio(a: float, b: float) -> float | None:
     return a / b if b > 0 else None
 
@@ -209,20 +264,15 @@ def run(quick: bool) -> dict:
         timed = [k for k in targets if not k.endswith("_iid")]
         server_of = {k: ("floor" if k.startswith("floor") else
                          ("oidc/" if "bearer" in k else "bench/") + k.split("_", 1)[0]) for k in timed}
-        samples: dict[str, list[float]] = {k: [] for k in timed}
-        cpu: dict[str, float] = dict.fromkeys(timed, 0.0)
-        for r in range(rounds):
-            for name in (timed if r % 2 == 0 else timed[::-1]):
-                fn = targets[name]
-                pid = pids[server_of[name]]
-                times = []
-                c0 = cpu_seconds(pid)
-                for _ in range(per_round):
-                    t0 = time.perf_counter()
-                    fn()
-                    times.append(time.perf_counter() - t0)
-                cpu[name] += cpu_seconds(pid) - c0
-                samples[name].append(statistics.median(times) * 1e6)
+        by_placement = {}
+        for placement, server_cpus in _placements():
+            pin(os.getpid(), CLIENT_CPUS)
+            for pid in pids.values():
+                pin(pid, server_cpus)
+            by_placement[placement] = _latency(timed, targets, pids, server_of, rounds, per_round)
+        for pid in (os.getpid(), *pids.values()):
+            pin(pid, ALL_CPUS)
+        samples, cpu = by_placement["same_cpu"]
         tput: dict[str, list[float]] = {"ours_bearer_8conns": [], "kpdk_bearer_8conns": []}
         tput_cpu: dict[str, float] = {}
         for r in range(tput_rounds):
@@ -238,15 +288,15 @@ def run(quick: bool) -> dict:
     us = {k: statistics.median(v) for k, v in samples.items()}
     cpu_us = {k: v / (rounds * per_round) * 1e6 for k, v in cpu.items()}
     rps = {k: statistics.median(v) for k, v in tput.items()}
-    floor_us = us["floor_round_trip"]
-    ratios = {
-        "empty_event_over_floor": us["ours_empty_event"] / floor_us,
-        "bearer_event_over_floor": us["ours_bearer_event"] / ((1 + BEARER_CALLS) * floor_us),
-        "one_call_event_over_floor": us["ours_one_call_event"] / (2 * floor_us),
-        "throughput_8conns_ours_over_kong_pdk": rps["ours_bearer_8conns"] / rps["kpdk_bearer_8conns"],
-        "kong_pdk_bearer_event_over_ours": us["kpdk_bearer_event"] / us["ours_bearer_event"],
-        "n_call_event_over_floor": us["ours_n_call_event"] / ((1 + BEARER_CALLS) * floor_us),
-    }
+    ratios = _latency_ratios(us)
+    ratios["throughput_8conns_ours_over_kong_pdk"] = rps["ours_bearer_8conns"] / rps["kpdk_bearer_8conns"]
+    across = None
+    if "across_cpus" in by_placement:
+        a_samples, a_cpu = by_placement["across_cpus"]
+        a_us = {k: statistics.median(v) for k, v in a_samples.items()}
+        across = {"latency_us": a_us, "ratios": _latency_ratios(a_us),
+                  "server_cpu_us_per_event": {k: v / (rounds * per_round) * 1e6 for k, v in a_cpu.items()},
+                  "latency_us_rounds": {k: [round(x, 1) for x in v] for k, v in a_samples.items()}}
     # Server CPU time per event: what the listener costs, insensitive to how long the scheduler
     # of a shared machine keeps a woken process waiting (wall-clock latency is not).
     # (CPU time is counted in clock ticks, 10 ms: --quick runs are too short to resolve it.)
@@ -263,6 +313,11 @@ def run(quick: bool) -> dict:
         "bearer_event_over_floor <= 1.5": ratios["bearer_event_over_floor"] <= 1.5,
         "throughput_8conns_ours_over_kong_pdk >= 4": ratios["throughput_8conns_ours_over_kong_pdk"] >= 4,
     }
+    if across is not None:
+        across["targets_met"] = {
+            "empty_event_over_floor <= 1.5": across["ratios"]["empty_event_over_floor"] <= 1.5,
+            "bearer_event_over_floor <= 1.5": across["ratios"]["bearer_event_over_floor"] <= 1.5,
+        }
     return {
         "latency_us": us,
         "latency_us_rounds": {k: [round(x, 1) for x in v] for k, v in samples.items()},
@@ -273,11 +328,13 @@ def run(quick: bool) -> dict:
         "server_cpu_us_per_event_8conns": {k: v / tput_rounds * 1e6 for k, v in tput_cpu.items()},
         "cpu_ratios": cpu_ratios,
         "targets_met": targets_met,
+        "across_cpus": across,
         "bearer_round_trips": 1 + BEARER_CALLS,
         "load_average_after": [round(x, 2) for x in load],
         "method": f"1 connection, {per_round} events per target per round, median per round, median of {rounds} "
-                  f"rounds (order alternating); throughput: 8 client processes x {tput_seconds:g}s, median of "
-                  f"{tput_rounds} rounds",
+                  f"rounds (order alternating), Kong's side and every server on one CPU (same_cpu; across_cpus: "
+                  f"servers on another CPU than Kong's side); throughput: 8 client processes x {tput_seconds:g}s, "
+                  f"median of {tput_rounds} rounds, no pinning",
     }
 
 
@@ -292,7 +349,15 @@ def show(report: dict) -> None:
         print(f"  {k:40} {v:6.2f}")
     for k, v in report["cpu_ratios"].items():
         print(f"  cpu {k:36} " + ("n/a" if v is None else f"{v:6.2f}"))
-    print(f"  targets met: {report['targets_met']}; load average after {report['load_average_after']}")
+    across = report.get("across_cpus")
+    if across:
+        print("  across CPUs (servers on another CPU than Kong's side):")
+        for k, v in across["latency_us"].items():
+            print(f"    {k:26} {v:8.1f} us")
+        for k, v in across["ratios"].items():
+            print(f"    {k:38} {v:6.2f}")
+        print(f"    targets met: {across['targets_met']}")
+    print(f"  targets met (same CPU): {report['targets_met']}; load average after {report['load_average_after']}")
     print(f"  {report['method']}")
 
 
