@@ -81,3 +81,20 @@ def test_racing_uses_of_one_key_let_exactly_one_through():
     finally:
         sys.setswitchinterval(interval)
     assert wins.count(True) == 2000 and len(wins) == 16000
+
+
+def test_a_proof_replayed_after_the_wall_clock_stepped_back_is_still_refused():
+    # The store and the iat check read the same wall clock (time.time by default): stepping it
+    # back keeps the entry alive for as long as the proof's iat is acceptable again.
+    clock = Clock(10_000.0)
+    store = MemoryReplayStore(10, clock=clock)
+    assert store.first_use("jkt:jti", 320) is True
+    clock.now += 400  # past the ttl on any clock that kept running ...
+    clock.now -= 300  # ... but the wall clock was stepped back, so the proof's iat is fresh again
+    assert store.first_use("jkt:jti", 320) is False
+
+
+def test_the_default_clock_is_the_wall_clock_of_the_iat_check():
+    import time
+
+    assert MemoryReplayStore().clock is time.time
