@@ -174,8 +174,8 @@ OPTIONS: tuple[Option, ...] = (
     _opt("bearer_token_cookie_name", "string", "Cookie carrying a bearer token; required when "
          "bearer_token_param_type contains cookie.", ko="bearer_token_cookie_name"),
     _opt("audience_required", "array", "Accepted audiences: the token's audience claim must "
-         "contain at least one of them. Required when auth_methods contains bearer, unless "
-         "allow_any_audience is set.", elements=_str(), default=(), ko="audience_required"),
+         "contain at least one of them (for an introspected token, the answer's aud). Required "
+         "when auth_methods contains bearer or introspection, unless allow_any_audience is set.", elements=_str(), default=(), ko="audience_required"),
     _opt("allow_any_audience", "boolean", "Accept bearer tokens for any audience when "
          "audience_required is empty (logs a warning at start). Every token of the issuer, "
          "ID tokens and tokens for other APIs included, is then good here. Kong Enterprise has "

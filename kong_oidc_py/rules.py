@@ -124,6 +124,12 @@ CONFIG_RULES: tuple[Rule, ...] = (
          "allow_any_audience: true to accept every audience (not recommended)",
          {"conditional_at_least_one_of": {"if_field": "auth_methods", "if_match": {"contains": "bearer"},
                                           "then_at_least_one_of": ["audience_required", "allow_any_audience"]}}),
+    Rule("audience_for_introspection", "audience_required",
+         "required when auth_methods contains introspection (RFC 7662 4: an active answer says "
+         "the IdP issued the token, not that it was issued for this API): list the audiences this "
+         "API accepts, or set allow_any_audience: true to accept every audience (not recommended)",
+         {"conditional_at_least_one_of": {"if_field": "auth_methods", "if_match": {"contains": "introspection"},
+                                          "then_at_least_one_of": ["audience_required", "allow_any_audience"]}}),
     Rule("audience_when_not_any", "audience_required",
          "must not be empty when allow_any_audience is false: list the accepted audiences, "
          "or remove allow_any_audience",
@@ -312,7 +318,7 @@ def config_warnings(cfg: Any) -> list[tuple[str, str]]:
     if bearer and "query" in cfg.bearer_token_param_type:
         out.append(("bearer_token_param_type", "tokens are accepted in the query string, where "
                     "access logs and Referer headers keep them (RFC 6750 5.3)"))
-    if bearer and cfg.allow_any_audience and not cfg.audience_required:
+    if (bearer or "introspection" in cfg.auth_methods) and cfg.allow_any_audience and not cfg.audience_required:
         out.append(("allow_any_audience", "no audience is checked: every token of this issuer, "
                     "issued for any client or API, is accepted here (RFC 9068 4)"))
     if bearer and not cfg.reject_id_tokens:

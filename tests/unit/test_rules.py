@@ -38,6 +38,8 @@ def policy(**kw: Any) -> dict[str, Any]:
 BROKEN: dict[str, tuple[dict[str, Any], str]] = {
     "issuer_https": (bearer(issuer="http://idp.example.com"), "issuer"),
     "audience_for_bearer": (bearer(audience_required=None), "audience_required"),
+    "audience_for_introspection": (bearer(auth_methods=["introspection"], audience_required=None, client_id="rs",
+                                          client_secret="rs-secret"), "audience_required"),
     "audience_when_not_any": (bearer(audience_required=None, allow_any_audience=False), "audience_required"),
     "hmac_secret_for_HS256": (bearer(signing_algs=["HS256"]), "hmac_secret"),
     "hmac_secret_for_HS384": (bearer(signing_algs=["RS256", "HS384"]), "hmac_secret"),
