@@ -99,7 +99,7 @@ def pdk_caller(kong: Any) -> Callable[..., Any]:
     (edge/pdk_tree.py: no attribute chain to build per call); any other PDK object (kong-pdk's
     own listener, `-m`, test doubles) by walking the chain."""
     if isinstance(kong, PdkNode):
-        return kong.invoke
+        return kong.call
 
     def call(name: str, *args: Any) -> Any:
         target = kong

@@ -29,7 +29,9 @@ _lock = threading.Lock()
 
 
 class PdkNode(FakeClasses):
-    """One level of the PDK namespace; `prefix` is a class attribute of each generated subclass."""
+    """One level of the PDK namespace; `prefix` is a class attribute of each generated subclass.
+    `call(name, *args)` makes one PDK call by its full name ("kong.request.get_path"): what
+    edge/handler.py uses on the hot path, with no chain to walk."""
 
     __slots__ = ("call",)
     prefix = "kong"
@@ -39,15 +41,10 @@ class PdkNode(FakeClasses):
         self.call = call
 
     def __call__(self, *args: Any) -> Any:
-        return self.call(self.prefix, args)
-
-    def invoke(self, method: str, *args: Any) -> Any:
-        """One PDK call by its full name ("kong.request.get_path"), without walking the chain:
-        what edge/handler.py uses on the hot path."""
-        return self.call(method, args)
+        return self.call(self.prefix, *args)
 
     def __str__(self) -> str:  # FakeClasses: str(node) calls the function with no arguments
-        return self.call(self.prefix, ())
+        return self.call(self.prefix)
 
     def __getattr__(self, name: str) -> Any:
         # Only on the first lookup of `name` under this prefix in the process: afterwards the
@@ -87,5 +84,4 @@ def pdk_object(channel: Any, lua_style: bool) -> PdkNode:
     if isinstance(channel, Event):
         channel.lua_style = lua_style
         return _ROOT(channel.call)
-    rpc = Kong(channel, lua_style).rpc
-    return _ROOT(lambda method, args: rpc(method, *args))
+    return _ROOT(Kong(channel, lua_style).rpc)

@@ -157,7 +157,7 @@ class Event:
         self.lua_style = False  # kong-pdk's reply style for `call`: (value, err) tuples when true
 
     # -- one PDK call (edge/pdk_tree.py), put + get in one frame -------------------------------
-    def call(self, method: str, args: Any) -> Any:
+    def call(self, method: str, *args: Any) -> Any:
         """What kong_pdk.pdk `rpc_of` does over `put`/`get`, without its extra frames (the
         same sends and returns, side by side in tests/unit/test_pdk_tree.py)."""
         if method.startswith("kong.log") and (len(method) == 8 or method[8] == "."):
