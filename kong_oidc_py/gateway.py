@@ -224,12 +224,10 @@ class Gateway:
             if token is None:
                 raise MissingToken()
             claims, how, paths = self.tokens.check(token) if trace is None else self._check_traced(token, trace)
-            if scheme != "bearer" or mode == "required" or "cnf" in claims.data:
-                # (a Bearer token without cnf on a route not requiring DPoP has nothing to enforce)
-                self.binding.enforce(mode=mode, scheme=scheme, token=token, claims=claims.data, headers=req.headers,
-                                     method=req.method, htu=lambda: request_htu(req.scheme(), req.host(), req.port(),
-                                                                                req.path()),
-                                     token_digest=claims.token_digest)
+            self.binding.enforce(mode=mode, scheme=scheme, token=token, claims=claims.data, headers=req.headers,
+                                 method=req.method, htu=lambda: request_htu(req.scheme(), req.host(), req.port(),
+                                                                            req.path()),
+                                 token_digest=claims.token_digest)
             policy.requirement.check_authentication(claims.data, time.time(), cfg.leeway)
             policy.requirement.evaluate(claims.data, trace=trace, paths=paths)
             consumer, credential = self.consumer_for(req, claims)
@@ -341,9 +339,7 @@ class Gateway:
         claim_paths: Any = None,
     ) -> Outcome:
         cfg = self.config
-        log_fields: dict[str, Any] = {"decision": decision, "policy": policy_name}  # _log_fields, inline
-        if auth_method:
-            log_fields["auth_method"] = auth_method
+        log_fields = self._log_fields(None, policy_name, decision, auth_method=auth_method)
         if claims is not None:
             identity, claim_groups, claim_log = self._claim_outputs(claims, claim_paths)
             upstream_set = dict(identity)
@@ -382,14 +378,16 @@ class Gateway:
             keep = self._keep(upstream_set, decision)
             return [n for n in self._owned_spellings if n not in keep]
         # Which received names alias an owned header depends only on the names: clients send
-        # the same set again and again, so the answer is remembered per set (bounded).
+        # the same set again and again, so the answer is remembered per set (bounded in sets and
+        # in names per set, so a client cannot make the table hold much).
         names = tuple(headers)
-        hits = self._alias_hits.get(names)
+        hits = self._alias_hits.get(names) if len(names) <= _MAX_ALIAS_NAMES else None
         if hits is None:
             hits = tuple(spoofed_spellings(names, self.owned_headers, frozenset()))
-            if len(self._alias_hits) >= _MAX_ALIAS_HITS:
-                self._alias_hits.clear()
-            self._alias_hits[names] = hits
+            if len(names) <= _MAX_ALIAS_NAMES:
+                if len(self._alias_hits) >= _MAX_ALIAS_HITS:
+                    self._alias_hits.clear()
+                self._alias_hits[names] = hits
         if not hits:
             return []
         keep = self._keep(upstream_set, decision)
@@ -493,6 +491,7 @@ class Gateway:
 
 # Distinct received header-name sets whose aliases of owned headers are remembered.
 _MAX_ALIAS_HITS = 1024
+_MAX_ALIAS_NAMES = 64
 # Distinct verified tokens whose request outputs a Gateway remembers (_claim_outputs).
 _MAX_CLAIMS_MEMO = 4096
 

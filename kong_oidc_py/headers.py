@@ -62,8 +62,7 @@ def spoofed_spellings(received: Iterable[str], owned: frozenset[str], keep: froz
     """The names in `received` (as the client sent them, lower-cased by nginx) that an upstream
     reads as one of the `owned` header keys, minus the exact names in `keep` (lower-case: the
     names the plugin sets, which replace the client's copy, and trusted ones)."""
-    hits = [n for n in received if n.lower().replace("_", "-") in owned]  # header_key, inlined: per header
-    return sorted({n for n in hits if n.lower() not in keep}) if hits else []
+    return sorted({n for n in received if header_key(n) in owned and n.lower() not in keep})
 
 
 def identity_header_report(headers: Mapping[str, object], owned: frozenset[str],

@@ -138,9 +138,11 @@ class PathVerdict:
 
 # Any byte path_problems looks at; a path without one has no problem (the common case).
 _SUSPECT = re.compile(r"[\x00-\x1f\x7f\\;%]")
-# Verdicts on clean paths, by path (a pure function of it); bounded, emptied when full.
+# Verdicts on clean paths, by path (a pure function of it); bounded in entries and in path
+# length, emptied when full.
 _CLEAN: dict[str, "PathVerdict"] = {}
 _MAX_CLEAN = 1024
+_MAX_CLEAN_PATH = 256
 
 
 def judge_path(path: str, allow_ambiguous: bool) -> PathVerdict:
@@ -148,9 +150,11 @@ def judge_path(path: str, allow_ambiguous: bool) -> PathVerdict:
     if verdict is not None:
         return verdict
     if _SUSPECT.search(path) is None:
-        if len(_CLEAN) >= _MAX_CLEAN:
-            _CLEAN.clear()
-        verdict = _CLEAN[path] = PathVerdict(path, (), (path,), None)
+        verdict = PathVerdict(path, (), (path,), None)
+        if len(path) <= _MAX_CLEAN_PATH:
+            if len(_CLEAN) >= _MAX_CLEAN:
+                _CLEAN.clear()
+            _CLEAN[path] = verdict
         return verdict
     problems = path_problems(path)
     if not problems:

@@ -88,6 +88,14 @@ def _required_with_code(name: str) -> Rule:
                 _when_contains("auth_methods", "authorization_code", name, {"required": True}))
 
 
+def _audience_rule(method: str, why: str) -> Rule:
+    return Rule(f"audience_for_{method}", "audience_required",
+                f"required when auth_methods contains {method} ({why}): list the audiences this API "
+                "accepts, or set allow_any_audience: true to accept every audience (not recommended)",
+                {"conditional_at_least_one_of": {"if_field": "auth_methods", "if_match": {"contains": method},
+                                                 "then_at_least_one_of": ["audience_required", "allow_any_audience"]}})
+
+
 def _hmac_rule(alg: str) -> Rule:
     return Rule(f"hmac_secret_for_{alg}", "hmac_secret",
                 f"required when signing_algs contains {alg}: set hmac_secret (at least 32 "
@@ -118,18 +126,9 @@ CONFIG_RULES: tuple[Rule, ...] = (
                           "then_match": {"match_any": {"patterns": list(ISSUER_PATTERNS),
                                                        "err": "http is only allowed on loopback hosts"}}}},
          exact=False),
-    Rule("audience_for_bearer", "audience_required",
-         "required when auth_methods contains bearer (RFC 9068 4: a resource server checks "
-         "that a token was issued for it): list the audiences this API accepts, or set "
-         "allow_any_audience: true to accept every audience (not recommended)",
-         {"conditional_at_least_one_of": {"if_field": "auth_methods", "if_match": {"contains": "bearer"},
-                                          "then_at_least_one_of": ["audience_required", "allow_any_audience"]}}),
-    Rule("audience_for_introspection", "audience_required",
-         "required when auth_methods contains introspection (RFC 7662 4: an active answer says "
-         "the IdP issued the token, not that it was issued for this API): list the audiences this "
-         "API accepts, or set allow_any_audience: true to accept every audience (not recommended)",
-         {"conditional_at_least_one_of": {"if_field": "auth_methods", "if_match": {"contains": "introspection"},
-                                          "then_at_least_one_of": ["audience_required", "allow_any_audience"]}}),
+    _audience_rule("bearer", "RFC 9068 4: a resource server checks that a token was issued for it"),
+    _audience_rule("introspection", "RFC 7662 4: an active answer says the IdP issued the token, "
+                   "not that it was issued for this API"),
     Rule("audience_when_not_any", "audience_required",
          "must not be empty when allow_any_audience is false: list the accepted audiences, "
          "or remove allow_any_audience",

@@ -5,9 +5,9 @@ hands every PDK call through two queues, and holds a server-wide lock until a ha
 call (so one exception before that call deadlocks the server; shared doc 3.1, 3.6). This module
 replaces only that loop. kong-pdk stays the dependency: its `PluginServer` keeps the instances
 (StartInstance, InstanceStatus, CloseInstance, GetStatus, GetPluginInfo, SetPluginDir are its own
-methods, called with its error strings) and `kong_pdk.pdk.Kong(channel, lua_style)` makes the PDK
-calls (its `rpc_of`), reached through edge/pdk_tree.py's cheaper attribute chain (FakeClasses
-subclasses); our `Event` (edge/rpc_channel.py) is its channel.
+methods, called with its error strings). The PDK object handed to a handler is kong-pdk's
+`FakeClasses` with its attribute chain cached (edge/pdk_tree.py), and each call does kong-pdk's
+`rpc_of` work (`Event.call`, edge/rpc_channel.py, tested side by side with kong-pdk's object).
 
 Threads: the reading thread runs the handler (each PDK call one write and one read on its
 connection: Kong keeps an event on the connection it started on unless a PDK function yields,

@@ -111,27 +111,19 @@ class Worker:
                     return item
             conn = self.conn
             if conn is not None:
-                try:  # Conn.fill, inline: this is the wait of every PDK call
-                    chunk = conn.sock.recv(65536)
-                    filled = True if chunk else False
-                except BlockingIOError:
-                    filled = None
-                except OSError:
-                    filled = False
+                filled = conn.fill()
                 if filled:
-                    conn.unpacker.feed(chunk)
                     try:
                         for msg in conn.unpacker:
-                            # Our own Step on our own connection (nearly always): taken here, as
-                            # Event.accept_own would; any other message, or one the event cannot
-                            # take, goes through _dispatch, which answers it as the protocol says.
+                            # Our own Step on our own connection (nearly always): taken here; any
+                            # other message, or one accept_own refuses, goes through _dispatch,
+                            # which answers it (or the error) as the protocol says.
                             if (type(msg) is list and len(msg) == 4 and msg[0] == 0 and msg[2] in STEP_METHODS
                                     and conn is event.last_conn and type(msg[3]) is list and msg[3]
                                     and type(msg[3][0]) is dict and msg[3][0].get("EventId") == event.id):
-                                with event.lock:
-                                    if event.ended is None and event.pending is None and event.slot is None:
-                                        event.pending = (conn, msg[1])
-                                        return (conn, msg[1], msg[3][0].get("Data"), False)
+                                item = (conn, msg[1], msg[3][0].get("Data"), False)
+                                if event.accept_own(item):
+                                    return item
                             own = listener._dispatch(self, conn, msg, event)
                             if own is not None:
                                 return own

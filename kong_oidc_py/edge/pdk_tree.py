@@ -9,8 +9,8 @@ Here each prefix ("kong.service.request") gets its own subclass of `FakeClasses`
 process, whose children are class-level properties: a lookup is one property call and one slot
 store. The behaviour is kong-pdk's: any attribute chain names the Lua function, calling a node
 sends `{"Method": prefix, "Args": args}` as kong-pdk's `rpc_of` does (log-argument sanitizing,
-terminal methods, lua_style replies; our Event.call does it in one frame, other channels go
-through kong-pdk's own), and `isinstance(node, FakeClasses)` holds. A node holds only its event's call function, so a handler
+terminal methods, lua_style replies; our Event.call does that work in one frame), and
+`isinstance(node, FakeClasses)` holds. A node holds only its event's call function, so a handler
 that keeps `kong` past its event reaches that event (which raises), never another one.
 """
 
@@ -20,7 +20,7 @@ import builtins
 import threading
 from typing import Any, Callable
 
-from kong_pdk.pdk import FakeClasses, Kong
+from kong_pdk.pdk import FakeClasses
 
 from kong_oidc_py.edge.rpc_channel import Event
 
@@ -77,11 +77,8 @@ def _child_of(cls: type) -> Callable[[PdkNode], PdkNode]:
 _ROOT = node_class("kong")
 
 
-def pdk_object(channel: Any, lua_style: bool) -> PdkNode:
-    """What `kong_pdk.pdk.Kong(channel, lua_style).kong` is, for one event. Our listener's Event
-    makes the call itself (`Event.call`: kong-pdk's rpc_of in one frame); any other channel goes
-    through kong-pdk's own rpc_of."""
-    if isinstance(channel, Event):
-        channel.lua_style = lua_style
-        return _ROOT(channel.call)
-    return _ROOT(Kong(channel, lua_style).rpc)
+def pdk_object(event: Event, lua_style: bool) -> PdkNode:
+    """What `kong_pdk.pdk.Kong(event, lua_style).kong` is, for one event: calls go through
+    `Event.call` (kong-pdk's rpc_of work in one frame)."""
+    event.lua_style = lua_style
+    return _ROOT(event.call)

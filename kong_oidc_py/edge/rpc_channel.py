@@ -169,15 +169,9 @@ class Event:
                 return None
             if self.ended:
                 raise EventEnded(f"event {self.id}: no PDK call is possible {self.ended}")
-        else:  # put's common case, inline
+        else:  # put's common case: nothing to check or end
             self.pending = None
-            conn, msgid = pending
-            self.last_conn = conn
-            try:
-                conn.reply(msgid, None, {"Data": {"Method": method, "Args": args}, "EventId": self.id})
-            except OSError as exc:
-                self.end("after the connection to Kong failed")
-                raise EventEnded(f"event {self.id}: the connection to Kong failed") from exc
+            self._answer(pending, {"Method": method, "Args": args})
         _conn, _msgid, data, is_error = self.wait_step(self)
         if is_error:  # kong_pdk/server.py `_step`: a StepError carries the error in place of the data
             if self.lua_style:
@@ -202,6 +196,10 @@ class Event:
             # first means a stray Step gets kong-pdk's "event id N not found", and the handler's
             # next PDK call raises instead of waiting forever (kong-pdk issue #137).
             self.end(f"after {data['Method']}")
+        self._answer(pending, data)
+
+    def _answer(self, pending: tuple[Conn, Any], data: Any) -> None:
+        """Send `data` as the answer to the request `pending` (taken off the event already)."""
         conn, msgid = pending
         self.last_conn = conn
         try:

@@ -203,9 +203,9 @@ class ProofChecker:
         # header segment -> (verify, alg, thumbprint, key): parsing a key costs as much as half
         # a verification. Bounded; filled only after a signature by that key has verified.
         self._headers: dict[bytes, tuple[Callable[[Any, bytes, bytes], None], str, str, Any]] = {}
-        # sha256(token) (or the token itself when the caller has no digest) -> its ath: a client
-        # sends many proofs per token. Bounded.
-        self._aths: dict[bytes | str, str] = {}
+        # sha256(token) -> its ath, base64url of that digest: a client sends many proofs per
+        # token. Keyed by the digest, never the token. Bounded.
+        self._aths: dict[bytes, str] = {}
 
     def _check_header(self, header_b64: bytes) -> tuple[Callable[[Any, bytes, bytes], None], str, str, Any]:
         """(verify, alg, jwk thumbprint, public key) of a header that passes every header rule."""
@@ -273,13 +273,13 @@ class ProofChecker:
             if iat < now - self._max_age:
                 raise _proof_error("dpop_expired", f"iat {iat} older than {self.options.proof_lifetime}s")
             aths = self._aths
-            ath_key = access_token if token_digest is None else token_digest
-            expected_ath = aths.get(ath_key)
+            digest = token_digest if token_digest is not None else hashlib.sha256(access_token.encode("ascii")).digest()
+            expected_ath = aths.get(digest)
             if expected_ath is None:
-                expected_ath = access_token_hash(access_token) if token_digest is None else b64url(token_digest)
+                expected_ath = b64url(digest)  # RFC 9449 4.2 ath, as access_token_hash computes it
                 if len(aths) >= _MAX_KEYS:
                     aths.clear()
-                aths[ath_key] = expected_ath
+                aths[digest] = expected_ath
             if not hmac.compare_digest(ath, expected_ath):
                 raise _proof_error("dpop_bad_ath", "ath does not match the access token")
             if self.nonces is not None and not self.nonces.valid(nonce):
@@ -339,6 +339,8 @@ class Binding:
     def enforce(self, *, mode: str, scheme: str, token: str, claims: Mapping[str, Any],
                 headers: Mapping[str, Any], method: Callable[[], str], htu: Callable[[], str],
                 token_digest: bytes | None = None) -> None:
+        if scheme != "dpop" and mode != "required" and "cnf" not in claims:
+            return  # the common Bearer case: no binding to refuse or match, no proof required
         refuse_unsupported_binding(claims)
         jkt = bound_thumbprint(claims)
         if scheme != "dpop":

@@ -146,6 +146,12 @@ def test_the_token_digest_from_the_verifier_gives_the_same_ath_check():
                                   token_digest=digest)) == "dpop_bad_ath"
 
 
+def test_the_ath_table_is_keyed_by_token_digests_never_by_tokens():
+    c = checker()
+    c.check(proof(CLIENT, "GET", URL, TOKEN), method="GET", htu=lambda: URL, access_token=TOKEN)
+    assert c._aths and all(type(key) is bytes and len(key) == 32 for key in c._aths)
+
+
 @pytest.mark.parametrize("garbage", ["", "a.b", "a.b.c", "x" * 9000, "e30.e30.e30"])
 def test_malformed_proofs_are_refused(garbage):
     assert reason(lambda: check(checker(), garbage)).startswith("dpop_")

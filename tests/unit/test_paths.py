@@ -160,3 +160,17 @@ def test_a_plain_path_is_never_refused():
     for allow in (False, True):
         verdict = judge_path("/api/x", allow_ambiguous=allow)
         assert verdict.refused is None and verdict.readings == ("/api/x",)
+
+
+def test_a_long_clean_path_is_judged_clean_without_being_remembered():
+    from kong_oidc_py import paths
+
+    long_path = "/a" * 400
+    verdict = judge_path(long_path, False)
+    assert verdict.refused is None and verdict.readings == (long_path,)
+    assert long_path not in paths._CLEAN
+
+
+def test_a_remembered_clean_verdict_does_not_hide_a_problem_in_another_path():
+    assert judge_path("/api/x", False).refused is None
+    assert judge_path("/api/x;jsessionid=1", False).refused == PATH_PARAMETER

@@ -1,5 +1,5 @@
-"""edge/pdk_tree.py: the PDK object our listener hands to handlers sends exactly what kong-pdk's
-`Kong(channel, lua_style).kong` sends, for any attribute chain."""
+"""edge/pdk_tree.py and Event.call: the PDK object our listener hands to handlers sends exactly
+what kong-pdk's `Kong(channel, lua_style).kong` sends, for any attribute chain."""
 
 import threading
 
@@ -12,6 +12,8 @@ from kong_oidc_py.edge.rpc_channel import Event
 
 
 class Channel:
+    """kong-pdk's side of the comparison: the put/get channel its own object talks through."""
+
     def __init__(self, reply=("value", None)):
         self.sent = []
         self.gets = 0
@@ -48,16 +50,13 @@ class EventChannel:
         self.event = Event(1, "oidc", "access", (conn, 0), wait_step, lambda: None, lambda event: None)
 
 
-def _ours(channel_kind, reply, lua_style):
-    ch = EventChannel(reply) if channel_kind == "event" else Channel(reply)
-    return ch, pdk_object(ch.event if channel_kind == "event" else ch, lua_style)
+def _ours(reply=("value", None), lua_style=False):
+    ch = EventChannel(reply)
+    return ch, pdk_object(ch.event, lua_style)
 
 
-CHANNELS = ["event", "generic"]
-
-
-def _both(script, reply=("value", None), lua_style=False, kind="event"):
-    ours, kong = _ours(kind, reply, lua_style)
+def _both(script, reply=("value", None), lua_style=False):
+    ours, kong = _ours(reply, lua_style)
     theirs = Channel(reply)
     a = script(kong)
     b = script(Kong(theirs, lua_style).kong)
@@ -74,46 +73,40 @@ def _both(script, reply=("value", None), lua_style=False, kind="event"):
     lambda k: k.some.future.namespace.fn(1, [2], {"x": None}),
     lambda k: str(k.request.get_path),
 ])
-@pytest.mark.parametrize("kind", CHANNELS)
-def test_every_chain_sends_what_kong_pdk_sends_and_returns_the_same(script, kind):
-    (a, ours), (b, theirs) = _both(script, kind=kind)
+def test_every_chain_sends_what_kong_pdk_sends_and_returns_the_same(script):
+    (a, ours), (b, theirs) = _both(script)
     assert a == b
     assert [(m["Method"], list(m["Args"])) for m in ours.sent] == [(m["Method"], list(m["Args"])) for m in theirs.sent]
     assert ours.gets == theirs.gets == 1
 
 
-@pytest.mark.parametrize("kind", CHANNELS)
-def test_log_arguments_are_sanitized_as_kong_pdk_does(kind):
-    ch, kong = _ours(kind, ("value", None), False)
+def test_log_arguments_are_sanitized_as_kong_pdk_does():
+    ch, kong = _ours()
     kong.log.warn("x", 1.5, None)
     assert list(ch.sent[0]["Args"]) == ["x", "1.5", "None"]
 
 
-@pytest.mark.parametrize("kind", CHANNELS)
-def test_a_method_merely_starting_with_kong_log_is_not_sanitized(kind):
-    ch, kong = _ours(kind, ("value", None), False)
+def test_a_method_merely_starting_with_kong_log_is_not_sanitized():
+    ch, kong = _ours()
     kong.logger.warn(1.5)
     assert list(ch.sent[0]["Args"]) == [1.5]
 
 
-@pytest.mark.parametrize("kind", CHANNELS)
 @pytest.mark.parametrize("method", ["exit", "error"])
-def test_terminal_methods_wait_for_no_reply(method, kind):
-    ch, kong = _ours(kind, ("value", None), False)
+def test_terminal_methods_wait_for_no_reply(method):
+    ch, kong = _ours()
     assert getattr(kong.response, method)(500, {}) is None
     assert ch.sent[0]["Method"] == f"kong.response.{method}" and ch.gets == 0
 
 
-@pytest.mark.parametrize("kind", CHANNELS)
-def test_an_error_reply_raises_pdk_exception_in_python_style(kind):
+def test_an_error_reply_raises_pdk_exception_in_python_style():
     with pytest.raises(PDKException, match="exception from kong.request.get_path: boom"):
-        _ours(kind, (None, "boom"), False)[1].request.get_path()
+        _ours((None, "boom"))[1].request.get_path()
 
 
-@pytest.mark.parametrize("kind", CHANNELS)
 @pytest.mark.parametrize("reply", [("v", None), (None, "boom")])
-def test_lua_style_returns_value_and_error(kind, reply):
-    assert _ours(kind, reply, True)[1].request.get_path() == reply
+def test_lua_style_returns_value_and_error(reply):
+    assert _ours(reply, lua_style=True)[1].request.get_path() == reply
 
 
 def test_a_call_after_exit_raises_instead_of_waiting():
@@ -125,20 +118,19 @@ def test_a_call_after_exit_raises_instead_of_waiting():
 
 
 def test_nodes_are_kong_pdk_fake_classes():
-    kong = pdk_object(Channel(), False)
+    kong = _ours()[1]
     assert isinstance(kong, FakeClasses) and isinstance(kong.service.request, FakeClasses)
 
 
 def test_dunder_lookups_are_attribute_errors_not_pdk_calls():
-    ch = Channel()
+    ch, kong = _ours()
     with pytest.raises(AttributeError):
-        pdk_object(ch, False).__wrapped__  # noqa: B018
+        kong.__wrapped__  # noqa: B018
     assert ch.sent == []
 
 
 def test_each_event_object_talks_only_to_its_own_channel():
-    first, second = Channel(("one", None)), Channel(("two", None))
-    kong_one, kong_two = pdk_object(first, False), pdk_object(second, False)
+    (first, kong_one), (second, kong_two) = _ours(("one", None)), _ours(("two", None))
     assert kong_two.request.get_path() == "two"
     assert kong_one.request.get_path() == "one"
     assert len(first.sent) == len(second.sent) == 1
@@ -148,8 +140,8 @@ def test_first_lookups_from_many_threads_agree():
     results = []
 
     def run(i):
-        ch = Channel()
-        getattr(pdk_object(ch, False).concurrent, f"fn{i % 3}")()
+        ch, kong = _ours()
+        getattr(kong.concurrent, f"fn{i % 3}")()
         results.append(ch.sent[0]["Method"] == f"kong.concurrent.fn{i % 3}")
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(24)]
