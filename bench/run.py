@@ -1,4 +1,4 @@
-"""Run every bench script (`make bench`): verify, pdk, e2e, idp_protection, scaling.
+"""Run every bench script (`make bench`): verify, handler, tokens, pdk, e2e, idp_protection, scaling.
 
     .venv/bin/python bench/run.py [--quick] [--json] [--only verify,e2e,...] [--out FILE]
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("verify", "pdk", "e2e", "idp_protection", "scaling")
+SCRIPTS = ("verify", "handler", "tokens", "pdk", "e2e", "idp_protection", "scaling")
 
 
 def machine() -> dict:

@@ -29,6 +29,13 @@ def test_verify_bench_runs():
         assert {"first_sight", "repeat", "floor", "pyjwt", "joserfc", "jwcrypto", "authlib"} <= out[alg].keys()
 
 
+def test_handler_bench_runs_the_bearer_allow_path():
+    out = _run("handler")
+    assert out["pdk_calls"] == ["kong.request.get_headers", "kong.request.get_path", "kong.service.request.set_headers",
+                                "kong.ctx.shared.set", "kong.log.set_serialize_value"]
+    assert out["access_us"] > 0 and out["calls_only_us"] > 0
+
+
 def test_idp_protection_bench_runs():
     out = _run("idp_protection")
     assert out["cold_start"]["discovery_fetches"] >= 1
