@@ -129,11 +129,23 @@ def kong(cfg: dict, *, servers: tuple[str, ...] = ("oidc",), oidc_args: str = ""
 
 
 def log_lines(prefix: str) -> list[dict]:
+    """The file-log lines the emulator has finished writing. It writes from another process, so
+    the last line may be half there: only newline-terminated lines count."""
     path = os.path.join(prefix, "logs", "file-log.json")
     if not os.path.exists(path):
         return []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [json.loads(line) for line in f if line.endswith("\n") and line.strip()]
+
+
+def wait_log_lines(prefix: str, more_than: int, timeout: float = 10.0) -> list[dict]:
+    """The log lines once there are more than `more_than` of them (or whatever is there at timeout)."""
+    deadline = time.monotonic() + timeout
+    lines = log_lines(prefix)
+    while len(lines) <= more_than and time.monotonic() < deadline:
+        time.sleep(0.02)
+        lines = log_lines(prefix)
+    return lines
 
 
 # -- wrk --------------------------------------------------------------------------------------

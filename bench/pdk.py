@@ -30,7 +30,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import bench_main, dump, echo_upstream, kong, kong_config, log_lines, oidc_plugin, wrk  # noqa: E402
+from _common import bench_main, dump, echo_upstream, kong, kong_config, log_lines, oidc_plugin, wait_log_lines, wrk  # noqa: E402
 
 import httpx  # noqa: E402
 
@@ -96,15 +96,13 @@ def calls_per_path(echo_port: int) -> dict:
             base = f"http://127.0.0.1:{port}"
             with httpx.Client(base_url=base, timeout=30, follow_redirects=False) as client:
                 def count(name, method, path, headers, expect):
-                    client.request(method, path, headers=headers)  # warm (instance start, key fetch)
+                    # warm (instance start, key fetch); its log line lands after the response, so
+                    # wait for it before taking the baseline the measured request is counted from
                     before = len(log_lines(prefix))
+                    client.request(method, path, headers=headers)
+                    before = len(wait_log_lines(prefix, before))
                     response = client.request(method, path, headers=headers)
-                    deadline = time.monotonic() + 10
-                    lines = log_lines(prefix)
-                    while len(lines) <= before and time.monotonic() < deadline:
-                        time.sleep(0.02)
-                        lines = log_lines(prefix)
-                    line = lines[-1]
+                    line = wait_log_lines(prefix, before)[-1]
                     ok = response.status_code in expect
                     out[name] = {"pdk_calls": line.get("pdk_calls", {}).get("oidc"), "status": response.status_code,
                                  "decision": (line.get("oidc") or {}).get("decision"), "as_expected": ok}
