@@ -4,46 +4,44 @@
 raises InvalidDpopProof (a missing or mistyped claim) / JoseError (not strict JSON: duplicate
 member, non-finite number, ...). The values are then compared with the request by ProofChecker.
 
-Every client sends a proof per request, so the common payload is read on a fast path: 1.5 us
-against 2.3 us for the strict one on the same payloads (bench/RESULTS.md section 7): the C
-scanner without the Python hooks that jose.json_object runs per object and per integer, and the
-duplicate-member check done by counting quotes instead. The fast path keeps a payload only when
-(a) the scanner read one object up to the last character, (b) that object has the proof's five
-required claims and, if present, `nonce`, and nothing else (n = 5 or 6 members), (c) those claims
-have their exact types (below), (d) the text has no backslash and (e) it holds exactly 4n - 2
-quote characters. Why that is as strict as jose.json_object:
+Every client sends a proof per request, and a client writes every proof the same way: the same
+members in the same order, compact. So the payload is first matched against templates, one
+regular expression per member order seen before, e.g. for jti, htm, htu, iat, ath:
 
-* without a backslash there are no escaped quotes, so every quote delimits a string token and
-  the text holds two per string token;
-* by (b) and (c) the object read has n members whose values are all strings but `iat` (a
-  number): 2n - 1 string tokens, 4n - 2 quotes. Any member beyond those n - a duplicate name,
-  whose earlier value the scanner dropped - adds at least its name's two quotes, so (e) holds
-  only when there is none. With no duplicates and no nested value (all values are scalars),
-  nothing the per-object hook refuses is left, and of the per-integer one only the length
-  bound, checked here on `iat` (the only integer); NaN/Infinity and out-of-range floats are
-  still refused by the scanner's hooks for those (they run only when such a token occurs).
+    {"jti":"<s>","htm":"<s>","htu":"<s>","iat":<int>,"ath":"<s>"}
 
-Anything else (other members, escapes, whitespace around the object, nesting) is parsed again by
-jose.json_object, and other registered claims are type-checked as in a token
-(jose.check_claim_types): the fast path never accepts what the strict path refuses.
+where <s> is a run of characters other than a quote, a backslash and U+0000-U+001F (a JSON
+string with no escape, so its text is its value; for jti, 1 to MAX_JTI of them) and <int> a JSON
+integer literal within jose's length bound. A text matched in full is
+one JSON object with exactly these members, each once, with these values and types: what
+jose.json_object and the claim type checks would return, so the template path never accepts what
+the strict path refuses. A template exists only for an order the strict path has already
+accepted with exactly the proof's own claims (five, or six with `nonce`); there are at most
+MAX_TEMPLATES (an attacker sending many orders only sends himself to the strict path). Anything
+else (escapes, whitespace, other members, a float iat, a new order) is read by the strict path.
+Measured: bench/RESULTS.md section 7.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from typing import Any
 
 from kong_oidc_py.errors import InvalidDpopProof
-from kong_oidc_py.verification.jose import MAX_INT_DIGITS, _constant, _float, check_claim_types, json_object
+from kong_oidc_py.verification.jose import MAX_INT_DIGITS, check_claim_types, json_object
 
 MAX_JTI = 256
-
-# jose's bound on integer literals (MAX_INT_DIGITS characters, a minus sign included).
-_INT_MAX, _INT_MIN = 10**MAX_INT_DIGITS, -(10 ** (MAX_INT_DIGITS - 1))
-_SCAN = json.JSONDecoder(parse_constant=_constant, parse_float=_float).scan_once
+MAX_TEMPLATES = 8
+_CLAIMS = ("jti", "htm", "htu", "iat", "ath", "nonce")
+_STRING = r'"([^"\\\x00-\x1f]*)"'
+_JTI = r'"([^"\\\x00-\x1f]{1,%d})"' % MAX_JTI
+# JSON's integer grammar, at most MAX_INT_DIGITS characters with the sign (jose's bound).
+_INT = r"(-?(?:0|[1-9][0-9]{0,%d}))" % (MAX_INT_DIGITS - 2)
 
 Claims = tuple[str, str, str, "int | float", str, "str | None"]
+# (compiled template, the group number of each of _CLAIMS, 0 for an absent nonce), newest last.
+_templates: tuple[tuple[Any, tuple[int, ...]], ...] = ()
 
 
 def _error(reason: str, detail: str) -> InvalidDpopProof:
@@ -74,24 +72,36 @@ def _typed(claims: dict[str, Any]) -> Claims:
     return jti, htm, htu, iat, ath, nonce
 
 
+def _learn(order: tuple[str, ...]) -> None:
+    """Adds the template of a member order the strict path accepted (see the docstring)."""
+    global _templates
+    if len(_templates) >= MAX_TEMPLATES:
+        return
+    source = "\\{" + ",".join(
+        f'"{name}":' + (_INT if name == "iat" else _JTI if name == "jti" else _STRING) for name in order) + "\\}"
+    if any(t.pattern == source for t, _ in _templates):
+        return
+    groups = tuple(order.index(name) + 1 if name in order else 0 for name in _CLAIMS)
+    # A tuple replaced whole: a reader in another thread sees the old one or the new one, and
+    # a lost race between two learners costs one template, learned again on its next sight.
+    _templates = (*_templates, (re.compile(source), groups))
+
+
 def _strict(payload: bytes) -> Claims:
     claims = json_object(payload, "payload")
     check_claim_types(claims)
-    return _typed(claims)
+    typed = _typed(claims)
+    if len(claims) == (5 if typed[5] is None else 6) and type(typed[3]) is int:
+        _learn(tuple(claims))
+    return typed
 
 
 def proof_claims(payload: bytes) -> Claims:
     """(jti, htm, htu, iat, ath, nonce) of a decoded proof payload; see the module docstring."""
     text = payload.decode("utf-8")
-    try:
-        claims, end = _SCAN(text, 0)
-    except StopIteration:
-        return _strict(payload)
-    if end != len(text) or type(claims) is not dict:
-        return _strict(payload)
-    typed = _typed(claims)
-    # The five required claims are there (_typed): `n` members means no other member.
-    n = 5 if typed[5] is None else 6
-    if len(claims) != n or "\\" in text or text.count('"') != 4 * n - 2 or not _INT_MIN < typed[3] < _INT_MAX:
-        return _strict(payload)
-    return typed
+    for template, (jti, htm, htu, iat, ath, nonce) in _templates:
+        m = template.fullmatch(text)
+        if m is not None:
+            g = m.groups()
+            return g[jti - 1], g[htm - 1], g[htu - 1], int(g[iat - 1]), g[ath - 1], g[nonce - 1] if nonce else None
+    return _strict(payload)

@@ -4,6 +4,7 @@ values. Signed proofs with such payloads are checked end to end in test_dpop.py.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -12,12 +13,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kong_oidc_py.errors import InvalidDpopProof
-from kong_oidc_py.verification.dpop_claims import _strict, proof_claims
+from kong_oidc_py.verification import dpop_claims
+from kong_oidc_py.verification.dpop_claims import MAX_TEMPLATES, _strict, proof_claims
 from kong_oidc_py.verification.jose import JoseError
 
 NOW = int(time.time())
 GOOD = ('{"jti":"j-1","htm":"GET","htu":"https://api.example.com/api","iat":%d,'
         '"ath":"AVgm7um9dcPYpsGM82EYcJXjanbhGop_9fluByGDJrE"}' % NOW)
+
+
+@pytest.fixture(autouse=True)
+def no_templates(monkeypatch):
+    """Every test starts with no member order learned."""
+    monkeypatch.setattr(dpop_claims, "_templates", ())
 
 
 def outcome(fn, payload: bytes):
@@ -97,6 +105,64 @@ def test_anything_but_one_object_is_refused(text):
     assert refused(text)
 
 
+# -- templates --------------------------------------------------------------------------------
+
+ORDERS = [("jti", "htm", "htu", "iat", "ath"), ("iat", "jti", "htm", "htu", "ath"),
+          ("htm", "htu", "iat", "jti", "ath", "nonce")]
+
+
+def compact(order, **values) -> str:
+    data = {**json.loads(GOOD), "nonce": "n-1", **values}
+    return "{" + ",".join(json.dumps(k) + ":" + json.dumps(data[k], ensure_ascii=False) for k in order) + "}"
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_an_accepted_order_of_exactly_the_proof_claims_becomes_a_template(order):
+    first = proof_claims(compact(order).encode())
+    assert len(dpop_claims._templates) == 1
+    assert proof_claims(compact(order, jti="j-2").encode()) == ("j-2",) + first[1:]
+
+
+def test_an_order_with_other_members_or_a_float_iat_teaches_nothing():
+    proof_claims((GOOD[:-1] + ',"x":1}').encode())
+    proof_claims(GOOD.replace(str(NOW), f"{NOW}.5").encode())
+    assert dpop_claims._templates == ()
+
+
+def test_the_template_path_gives_the_strict_values_of_non_ascii_strings():
+    order = ORDERS[0]
+    proof_claims(compact(order).encode())
+    text = compact(order, htu="https://api.example.com/caf\u00e9/\u2028")
+    assert proof_claims(text.encode("utf-8")) == _strict(text.encode("utf-8"))
+    assert proof_claims(text.encode("utf-8"))[2] == "https://api.example.com/caf\u00e9/\u2028"
+
+
+def test_at_most_max_templates_orders_are_learned():
+    orders = list(itertools.permutations(ORDERS[0]))[:MAX_TEMPLATES + 5]
+    for order in orders:
+        proof_claims(compact(order).encode())
+    assert len(dpop_claims._templates) == MAX_TEMPLATES
+    # an order past the bound is still read, by the strict path, with the same values
+    assert proof_claims(compact(orders[-1]).encode()) == proof_claims(compact(orders[0]).encode())
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t: t.replace('"htm":"GET"', '"htm":"GET","htm":"POST"'),  # duplicate
+    lambda t: t.replace('"jti":"j-1"', '"jti":""'),  # empty jti
+    lambda t: t.replace('"jti":"j-1"', '"jti":"' + "j" * 257 + '"'),  # jti too long
+    lambda t: t.replace(str(NOW), "0" + str(NOW)),  # leading zero: not JSON
+    lambda t: t.replace(str(NOW), "9" * 33),  # past jose's integer bound
+    lambda t: t.replace('"GET"', '"G\x01T"'),  # a raw control character
+    lambda t: t.replace('"GET"', '"GET\\"'),  # a lone backslash
+])
+def test_a_text_in_a_learned_order_that_strict_refuses_is_refused(edit):
+    proof_claims(GOOD.encode())
+    assert dpop_claims._templates
+    text = edit(GOOD)
+    assert text != GOOD
+    assert refused(text) and outcome(_strict, text.encode()) in (InvalidDpopProof, JoseError, ValueError)
+
+
 # -- the fast path against the strict one -----------------------------------------------------
 
 _VALUES = st.one_of(
@@ -124,8 +190,8 @@ def payloads(draw) -> str:
         elif members:
             members.pop(draw(st.integers(0, len(members) - 1)))
     members = draw(st.permutations(members))
-    sep = draw(st.sampled_from([",", ", ", " ,\n"]))
-    colon = draw(st.sampled_from([":", " : "]))
+    sep = draw(st.sampled_from([",", ",", ", ", " ,\n"]))
+    colon = draw(st.sampled_from([":", ":", " : "]))
     escape = draw(st.booleans())
     body = sep.join(json.dumps(k, ensure_ascii=escape) + colon + json.dumps(v, ensure_ascii=escape)
                     for k, v in members)
@@ -137,6 +203,14 @@ def payloads(draw) -> str:
 @settings(max_examples=400, deadline=None)
 @given(payloads())
 def test_the_fast_path_accepts_exactly_what_the_strict_path_accepts(text):
+    # The template of the text's own member order is learned first (when it has one: exactly
+    # the proof's claims), so texts in a learned order but not compact, or retyped, meet it.
+    try:
+        names = tuple(k for k, _ in json.loads(text, object_pairs_hook=list))
+    except (ValueError, TypeError):
+        names = ()
+    if sorted(names) in (sorted(ORDERS[0]), sorted(ORDERS[0] + ("nonce",))):
+        dpop_claims._learn(names)
     payload = text.encode()
     fast, strict = outcome(proof_claims, payload), outcome(_strict, payload)
     if isinstance(strict, tuple) or isinstance(fast, tuple):

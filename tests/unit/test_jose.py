@@ -6,10 +6,14 @@ parameters or claims with the wrong JSON type (null included), on the first sigh
 later sight of the token, for access tokens and ID tokens alike.
 """
 
+import base64
+import binascii
 import json
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from kong_oidc_py.errors import InvalidToken
 from kong_oidc_py.idp.provider import Provider
@@ -87,6 +91,37 @@ def test_each_segment_of_the_test_token_has_spare_bits_to_flip():
 def test_base64url_with_padding_whitespace_or_the_standard_alphabet_is_refused(bad):
     with pytest.raises(ValueError):
         b64url_decode(bad.encode())
+
+
+def reference_b64url_decode(segment: bytes) -> bytes | None:
+    """What the decoder must answer, from first principles: the unpadded base64url alphabet
+    only, and the one canonical spelling of the bytes (it re-encodes to the same text)."""
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    if len(segment) % 4 == 1 or any(c not in alphabet for c in segment):
+        return None
+    data = binascii.a2b_base64(segment.replace(b"-", b"+").replace(b"_", b"/") + b"=" * (-len(segment) % 4),
+                               strict_mode=True)
+    return data if base64.urlsafe_b64encode(data).rstrip(b"=") == segment else None
+
+
+_SEGMENT_BYTES = st.sampled_from(list(b"AQgwEzz09-_+/= \n.!") + [0, 0x80, 0xFF])
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(st.one_of(st.binary(max_size=12).map(lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")),
+                 st.lists(_SEGMENT_BYTES, max_size=10).map(bytes),
+                 st.tuples(st.binary(max_size=9), _SEGMENT_BYTES, st.integers(0, 12)).map(
+                     lambda t: (lambda enc: enc[:t[2]] + bytes([t[1]]) + enc[t[2]:])(
+                         base64.urlsafe_b64encode(t[0]).rstrip(b"=")))))
+@example(b"QUJD=")
+@example(b"QQ==")
+def test_base64url_decoding_accepts_exactly_the_canonical_unpadded_spellings(segment):
+    expected = reference_b64url_decode(segment)
+    try:
+        got = b64url_decode(segment)
+    except ValueError:
+        got = None
+    assert got == expected
 
 
 # -- JSON -------------------------------------------------------------------------------------
