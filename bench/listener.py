@@ -12,8 +12,9 @@ own process:
   oidc/ours    kong-oidc-py (our real plugin server), bearer allow with an identity header:
                HandleEvent + get_headers, get_path, set_headers, ctx.shared.set, set_serialize_value
   oidc/kpdk    the same with --kong-pdk-listener
-Latency: one connection, events one at a time, per-event wall time, median per round; rounds
-alternate the order of the targets; figures are the median of the round medians. Measured twice,
+Latency: one connection, events one at a time, per-event wall time; within a round the targets
+take turns in chunks of 50 events (the order swapping every chunk), so load from elsewhere falls
+on all of them alike; median per round; figures are the median of the round medians. Measured twice,
 with fixed CPU placements: Kong's side and every server on one CPU (same_cpu, the headline and the
 targets) and the servers on another CPU than Kong's side (across_cpus, reported beside it).
 Throughput: 8 client processes, one connection each, events back to back for a fixed time.
@@ -180,6 +181,7 @@ def throughput(path: str, iid: int, headers: dict | None, conns: int, duration: 
 # a vCPU that idled between messages: run-to-run figures differed by 1.6x for the same code.
 # same_cpu shows the transport; across_cpus the same code when every message crosses CPUs.
 CLIENT_CPUS = {0}
+CHUNK = 50
 ALL_CPUS = set(range(os.cpu_count() or 1))
 
 
@@ -198,21 +200,30 @@ def pin(pid: int, cpus: set[int]) -> None:
 
 
 def _latency(timed: list[str], targets: dict, pids: dict, server_of: dict, rounds: int,
-             per_round: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+             per_round: int, chunk: int = CHUNK) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Per target, the median event time of each round. Within a round the targets take turns
+    in chunks of `chunk` events, the order swapping every chunk: a burst of load from elsewhere
+    on this shared VM (they last from milliseconds to seconds) then falls on every target alike
+    instead of on whichever one was running, which is what made the ratios swing by 0.1-0.2
+    between runs of the same code when each target ran its round in one block."""
     samples: dict[str, list[float]] = {k: [] for k in timed}
     cpu: dict[str, float] = dict.fromkeys(timed, 0.0)
+    clock = time.perf_counter
     for r in range(rounds):
-        for name in (timed if r % 2 == 0 else timed[::-1]):
-            fn = targets[name]
-            pid = pids[server_of[name]]
-            times = []
-            c0 = cpu_seconds(pid)
-            for _ in range(per_round):
-                t0 = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t0)
-            cpu[name] += cpu_seconds(pid) - c0
-            samples[name].append(statistics.median(times) * 1e6)
+        order = timed if r % 2 == 0 else timed[::-1]
+        times: dict[str, list[float]] = {k: [] for k in timed}
+        for c in range(max(per_round // chunk, 1)):
+            for name in (order if c % 2 == 0 else order[::-1]):
+                fn, out = targets[name], times[name]
+                pid = pids[server_of[name]]
+                c0 = cpu_seconds(pid)
+                for _ in range(chunk):
+                    t0 = clock()
+                    fn()
+                    out.append(clock() - t0)
+                cpu[name] += cpu_seconds(pid) - c0
+        for name in timed:
+            samples[name].append(statistics.median(times[name]) * 1e6)
     return samples, cpu
 
 
@@ -331,8 +342,8 @@ def run(quick: bool) -> dict:
         "across_cpus": across,
         "bearer_round_trips": 1 + BEARER_CALLS,
         "load_average_after": [round(x, 2) for x in load],
-        "method": f"1 connection, {per_round} events per target per round, median per round, median of {rounds} "
-                  f"rounds (order alternating), Kong's side and every server on one CPU (same_cpu; across_cpus: "
+        "method": f"1 connection, {per_round} events per target per round, the targets taking turns in chunks "
+                  f"of {CHUNK} (order swapping every chunk), median per round, median of {rounds} rounds, Kong's side and every server on one CPU (same_cpu; across_cpus: "
                   f"servers on another CPU than Kong's side); throughput: 8 client processes x {tput_seconds:g}s, "
                   f"median of {tput_rounds} rounds, no pinning",
     }
