@@ -26,6 +26,7 @@ GOOD = ('{"jti":"j-1","htm":"GET","htu":"https://api.example.com/api","iat":%d,'
 def no_templates(monkeypatch):
     """Every test starts with no member order learned."""
     monkeypatch.setattr(dpop_claims, "_templates", ())
+    monkeypatch.setattr(dpop_claims, "_orders", set())
 
 
 def outcome(fn, payload: bytes):
@@ -121,6 +122,13 @@ def test_an_accepted_order_of_exactly_the_proof_claims_becomes_a_template(order)
     first = proof_claims(compact(order).encode())
     assert len(dpop_claims._templates) == 1
     assert proof_claims(compact(order, jti="j-2").encode()) == ("j-2",) + first[1:]
+
+
+def test_a_strict_only_text_in_a_known_order_adds_no_template():
+    proof_claims(GOOD.encode())
+    spaced = GOOD.replace(",", ", ")
+    assert proof_claims(spaced.encode()) == proof_claims(GOOD.encode())
+    assert len(dpop_claims._templates) == 1
 
 
 def test_an_order_with_other_members_or_a_float_iat_teaches_nothing():
