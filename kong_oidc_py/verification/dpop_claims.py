@@ -40,9 +40,9 @@ _JTI = r'"([^"\\\x00-\x1f]{1,%d})"' % MAX_JTI
 _INT = r"(-?(?:0|[1-9][0-9]{0,%d}))" % (MAX_INT_DIGITS - 2)
 
 Claims = tuple[str, str, str, "int | float", str, "str | None"]
-# (compiled template, the group number of each of _CLAIMS, 0 for an absent nonce), newest last.
-_templates: tuple[tuple[Any, tuple[int, ...]], ...] = ()
-_orders: set[tuple[str, ...]] = set()  # the member orders of _templates
+# (member order, compiled template, the group number of each of _CLAIMS, 0 for an absent
+# nonce), newest last.
+_templates: tuple[tuple[tuple[str, ...], Any, tuple[int, ...]], ...] = ()
 
 
 def _error(reason: str, detail: str) -> InvalidDpopProof:
@@ -77,16 +77,18 @@ def _learn(order: tuple[str, ...]) -> None:
     """Adds the template of a member order the strict path accepted (see the docstring)."""
     global _templates
     # A client whose proofs always need the strict path (whitespace, escapes) comes here on
-    # every proof with an order already known: that answer must cost no more than a lookup.
-    if len(_templates) >= MAX_TEMPLATES or order in _orders:
+    # every proof with an order already known: that answer costs a few tuple comparisons.
+    if len(_templates) >= MAX_TEMPLATES:
         return
+    for known, _, _ in _templates:
+        if known == order:
+            return
     source = "\\{" + ",".join(
         f'"{name}":' + (_INT if name == "iat" else _JTI if name == "jti" else _STRING) for name in order) + "\\}"
     groups = tuple(order.index(name) + 1 if name in order else 0 for name in _CLAIMS)
     # A tuple replaced whole: a reader in another thread sees the old one or the new one, and
     # a lost race between two learners costs one template, learned again on its next sight.
-    _orders.add(order)
-    _templates = (*_templates, (re.compile(source), groups))
+    _templates = (*_templates, (order, re.compile(source), groups))
 
 
 def _strict(payload: bytes) -> Claims:
@@ -101,7 +103,7 @@ def _strict(payload: bytes) -> Claims:
 def proof_claims(payload: bytes) -> Claims:
     """(jti, htm, htu, iat, ath, nonce) of a decoded proof payload; see the module docstring."""
     text = payload.decode("utf-8")
-    for template, (jti, htm, htu, iat, ath, nonce) in _templates:
+    for _, template, (jti, htm, htu, iat, ath, nonce) in _templates:
         m = template.fullmatch(text)
         if m is not None:
             g = m.groups()

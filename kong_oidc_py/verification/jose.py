@@ -45,8 +45,8 @@ def b64url_decode(segment: bytes) -> bytes:
 
     The segment is mapped to the standard alphabet (anything outside base64url becomes "!"),
     padded to its exact length, then decoded with validation: any other character, padding in
-    the middle or a bad length is refused (the same answers as binascii's strict mode, checked
-    by tests/unit/test_jose_base64.py). pybase64, not binascii: an RSA signature decodes in
+    the middle or a bad length is refused (the answers of a from-first-principles reference,
+    checked by tests/unit/test_jose.py). pybase64, not binascii: an RSA signature decodes in
     a third of the time (bench/RESULTS.md section 7); arguments are positional, its keyword
     parsing costs as much as the decoding."""
     rest = len(segment) & 3

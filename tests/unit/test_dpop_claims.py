@@ -26,7 +26,6 @@ GOOD = ('{"jti":"j-1","htm":"GET","htu":"https://api.example.com/api","iat":%d,'
 def no_templates(monkeypatch):
     """Every test starts with no member order learned."""
     monkeypatch.setattr(dpop_claims, "_templates", ())
-    monkeypatch.setattr(dpop_claims, "_orders", set())
 
 
 def outcome(fn, payload: bytes):
