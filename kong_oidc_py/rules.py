@@ -284,7 +284,7 @@ def _loopback_url(url: str | None) -> bool:
 
 def _step_up_relaxations(cfg: Any) -> list[tuple[str, str]]:
     """A policy step-up field that replaces a plugin-level one and asks for less: an acr the
-    plugin would refuse, other amr values, a longer max_age."""
+    plugin would refuse, amr values a login can meet without the plugin's, a longer max_age."""
     out: list[tuple[str, str]] = []
     for i, policy in enumerate(cfg.policies):
         where = f"policies[{i}] ({policy.name!r})"
@@ -293,9 +293,13 @@ def _step_up_relaxations(cfg: Any) -> list[tuple[str, str]]:
             accepted = " ".join(policy.acr_required) or "any acr"
             out.append((f"policies[{i}].acr_required", f"{where} accepts {accepted} where the plugin-level "
                         f"acr_required asks for {' '.join(cfg.acr_required)}"))
-        if cfg.amr_any_of and policy.amr_required is not None and policy.amr_required != cfg.amr_any_of:
-            out.append((f"policies[{i}].amr_required", f"{where} replaces the plugin-level amr_required: its "
-                        "requests need other (or no) authentication methods"))
+        # Weaker when some way to meet the policy's amr_required (an alternative, or none at all
+        # when it is empty) does not include a way to meet the plugin's.
+        amr = policy.amr_required
+        if cfg.amr_any_of and amr is not None \
+                and (not amr or any(not any(need <= alt for need in cfg.amr_any_of) for alt in amr)):
+            out.append((f"policies[{i}].amr_required", f"{where} replaces the plugin-level amr_required with one "
+                        "that a login without the plugin-level methods can meet"))
         if cfg.max_age is not None and policy.max_age is not None and policy.max_age > cfg.max_age:
             out.append((f"policies[{i}].max_age", f"{where} accepts logins up to {policy.max_age}s old where "
                         f"the plugin-level max_age is {cfg.max_age}s"))

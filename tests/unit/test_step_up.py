@@ -165,6 +165,16 @@ def test_a_policy_replacing_the_plugin_amr_is_warned():
     assert "policies[0].amr_required" in _warned(amr_required=["otp"], policies=[{"name": "a", "paths": ["/a"], "amr_required": ["pwd"]}])
 
 
+def test_a_policy_amr_that_drops_the_requirement_or_adds_a_weaker_alternative_is_warned():
+    for amr in ([], ["otp pwd", "pwd"]):
+        assert "policies[0].amr_required" in _warned(amr_required=["otp"],
+                                                      policies=[{"name": "a", "paths": ["/a"], "amr_required": amr}])
+
+
+def test_a_policy_amr_at_least_as_strict_as_the_plugin_amr_is_not_warned():
+    assert _warned(amr_required=["otp", "hwk"], policies=[{"name": "a", "paths": ["/a"], "amr_required": ["otp pwd"]}]) == {}
+
+
 @pytest.mark.parametrize("value", ["two words", 'qu"ote', ""])
 def test_acr_values_must_be_single_words(value):
     with pytest.raises(ConfigError) as info:
